@@ -1,0 +1,26 @@
+use jitca_policy::Denial;
+use jitca_signer::SignerError;
+use jitca_store::StoreError;
+
+/// Why an operation on a request was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthorityError {
+    /// The policy does not allow it.
+    #[error("{0}")]
+    Denied(#[from] Denial),
+    /// No request with this id that the caller may see.
+    #[error("no request {0}")]
+    NotFound(String),
+    /// The request is not in a state that allows this (already issued, denied, lapsed...).
+    #[error("{0}")]
+    Conflict(String),
+    /// The caller's input is wrong (the key, the reason...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The store failed; nothing was issued.
+    #[error("the store failed, nothing was issued: {0}")]
+    Store(#[from] StoreError),
+    /// The signer refused or failed; nothing was issued.
+    #[error("signing failed, nothing was issued: {0}")]
+    Signer(#[from] SignerError),
+}

@@ -1,0 +1,14 @@
+//! The authority: the request lifecycle, and the only place where policy, store and signer meet.
+//!
+//! One order, always: the caller is identified, `policy` decides, `store` keeps the request; an
+//! approval is checked against the current policy and recorded with a compare-and-swap; the
+//! last approval has the `signer` sign, and the issuance record is stored with the same swap and
+//! flushed before any certificate is handed out. Operations that change state are synchronous
+//! (run them on a blocking thread): once started they finish, even if the caller goes away.
+
+mod error;
+mod lifecycle;
+
+pub use error::AuthorityError;
+pub use lifecycle::{Authority, Caller, ListFilter, NewRequest, grant_of};
+pub use jitca_store::{Approval, Issuance, Request, State};

@@ -1,0 +1,405 @@
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use jitca_policy::{Ask, Grant, Policy};
+use jitca_signer::{CertAuthority, CertTemplate};
+use jitca_store::{Approval, Issuance, Request, State, Store, Swap, Versioned};
+use rand::RngExt;
+use ssh_key::{HashAlg, PublicKey};
+use tokio::sync::broadcast;
+
+use crate::AuthorityError;
+
+/// How far a certificate's validity starts before its issuance, for hosts whose clocks lag.
+const BACKDATE: TimeDelta = TimeDelta::seconds(60);
+/// Request ids: short enough to type, drawn from letters that cannot be confused.
+const ID_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
+const ID_LEN: usize = 10;
+
+/// Who is calling: an identified user (from their SSH key) and where they connect from.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: String,
+    pub source: String,
+}
+
+/// A request as the requester makes it, already syntax-checked.
+#[derive(Debug, Clone)]
+pub struct NewRequest {
+    pub hosts: Vec<String>,
+    pub logins: Vec<String>,
+    pub duration: Duration,
+    pub reason: String,
+    pub public_key: PublicKey,
+}
+
+/// Which requests `list` returns.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListFilter {
+    pub pending_only: bool,
+    pub mine_only: bool,
+}
+
+/// The request lifecycle. Cheap to share (`Arc`).
+pub struct Authority {
+    policy: RwLock<Arc<Policy>>,
+    pending_ttl: Duration,
+    store: Arc<dyn Store>,
+    signer: CertAuthority,
+    changes: broadcast::Sender<String>,
+}
+
+impl Authority {
+    pub fn new(
+        policy: Policy,
+        pending_ttl: Duration,
+        store: Arc<dyn Store>,
+        signer: CertAuthority,
+    ) -> Self {
+        let (changes, _) = broadcast::channel(1024);
+        Self {
+            policy: RwLock::new(Arc::new(policy)),
+            pending_ttl,
+            store,
+            signer,
+            changes,
+        }
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.read().expect("policy lock").clone()
+    }
+
+    /// The CA public key line.
+    pub fn ca_public_key(&self) -> &str {
+        self.signer.public_key_line()
+    }
+
+    /// Ids of requests that changed, as they change. Subscribe before reading a request's state
+    /// so that no change between the read and the wait is missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.changes.subscribe()
+    }
+
+    /// Makes a request. With `approvals: 0` it is issued at once.
+    pub fn submit(&self, caller: &Caller, new: NewRequest) -> Result<Request, AuthorityError> {
+        jitca_signer::check_subject_key(&new.public_key)?;
+        let policy = self.policy();
+        let ask = Ask {
+            hosts: new.hosts,
+            logins: new.logins,
+            duration: new.duration,
+        };
+        let grant = policy.decide_request(&caller.user, &ask)?;
+        let now = Utc::now();
+        let mut subject = new.public_key.clone();
+        subject.set_comment("");
+        let mut request = Request {
+            id: String::new(),
+            requester: caller.user.clone(),
+            public_key: subject
+                .to_openssh()
+                .map_err(|e| AuthorityError::Invalid(format!("unusable public key: {e}")))?,
+            fingerprint: new.public_key.fingerprint(HashAlg::Sha256).to_string(),
+            hosts: grant.hosts.clone(),
+            logins: grant.logins.clone(),
+            principals: grant.principals.clone(),
+            duration_secs: grant.duration.as_secs(),
+            reason: new.reason,
+            rule: grant.rule.clone(),
+            approvals_needed: grant.approvals_needed,
+            extensions: grant.extensions.clone(),
+            critical_options: grant.critical_options.clone(),
+            source: caller.source.clone(),
+            created_at: now,
+            lapses_at: now + to_delta(self.pending_ttl),
+            approvals: Vec::new(),
+            state: State::Pending,
+        };
+        loop {
+            request.id = new_id();
+            if grant.approvals_needed == 0 {
+                let serial = self.store.next_serial()?;
+                request.state = State::Issued(self.sign(&request, serial, now)?);
+            }
+            match self.store.create_request(&request) {
+                Ok(()) => break,
+                // Ids are random; on the rare clash draw again (and sign again: the key id names it).
+                Err(jitca_store::StoreError::Exists(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.store.flush()?;
+        tracing::info!(id = %request.id, requester = %request.requester, rule = %request.rule,
+            principals = ?request.principals, state = request.state_name(now), "request made");
+        self.announce(&request.id);
+        Ok(request)
+    }
+
+    /// Records one approval; the last one needed issues the certificate.
+    pub fn approve(&self, caller: &Caller, id: &str) -> Result<Request, AuthorityError> {
+        let policy = self.policy();
+        loop {
+            let current = self.find(id)?;
+            let request = &current.request;
+            policy.check_approver(&caller.user, &request.requester, &grant_of(request))?;
+            let now = Utc::now();
+            self.ensure_pending(&current, now)?;
+            if request.approvers().any(|a| a == caller.user) {
+                return Err(AuthorityError::Conflict(format!(
+                    "you have already approved request {id}"
+                )));
+            }
+            let mut next = request.clone();
+            next.approvals.push(Approval {
+                by: caller.user.clone(),
+                at: now,
+            });
+            if next.approvals.len() >= next.approvals_needed as usize {
+                let serial = self.store.next_serial()?;
+                next.state = State::Issued(self.sign(&next, serial, now)?);
+            }
+            match self.store.replace_request(&current, &next)? {
+                Swap::Done => {
+                    self.store.flush()?;
+                    tracing::info!(%id, approver = %caller.user, state = next.state_name(now),
+                        serial = next.issuance().map(|i| i.serial), "request approved");
+                    self.announce(id);
+                    return Ok(next);
+                }
+                // Someone else changed it first: look again (it may be decided now).
+                Swap::Conflict(_) => continue,
+            }
+        }
+    }
+
+    /// Ends a pending request.
+    pub fn deny(&self, caller: &Caller, id: &str, reason: &str) -> Result<Request, AuthorityError> {
+        let policy = self.policy();
+        loop {
+            let current = self.find(id)?;
+            let request = &current.request;
+            policy.check_approver(&caller.user, &request.requester, &grant_of(request))?;
+            let now = Utc::now();
+            self.ensure_pending(&current, now)?;
+            let mut next = request.clone();
+            next.state = State::Denied {
+                by: caller.user.clone(),
+                at: now,
+                reason: reason.to_string(),
+            };
+            match self.store.replace_request(&current, &next)? {
+                Swap::Done => {
+                    self.store.flush()?;
+                    tracing::info!(%id, approver = %caller.user, "request denied");
+                    self.announce(id);
+                    return Ok(next);
+                }
+                Swap::Conflict(_) => continue,
+            }
+        }
+    }
+
+    /// A request the caller may see.
+    pub fn show(&self, caller: &Caller, id: &str) -> Result<Request, AuthorityError> {
+        let request = self.find(id)?.request;
+        if !self
+            .policy()
+            .may_view(&caller.user, &request.requester, &grant_of(&request))
+        {
+            return Err(AuthorityError::NotFound(id.to_string()));
+        }
+        Ok(request)
+    }
+
+    /// The requests the caller may see, newest first.
+    pub fn list(&self, caller: &Caller, filter: ListFilter) -> Result<Vec<Request>, AuthorityError> {
+        let policy = self.policy();
+        let now = Utc::now();
+        Ok(self
+            .store
+            .requests()?
+            .into_iter()
+            .filter(|r| !filter.mine_only || r.requester == caller.user)
+            .filter(|r| !filter.pending_only || r.state_name(now) == "pending")
+            .filter(|r| policy.may_view(&caller.user, &r.requester, &grant_of(r)))
+            .collect())
+    }
+
+    /// The requester's issued certificate, while it is valid. Durable before it is returned.
+    pub fn certificate(&self, caller: &Caller, id: &str) -> Result<String, AuthorityError> {
+        let request = self.find(id)?.request;
+        if request.requester != caller.user {
+            return Err(AuthorityError::NotFound(id.to_string()));
+        }
+        let now = Utc::now();
+        match &request.state {
+            State::Issued(issuance) if now < issuance.valid_before => {
+                // The issuance record may have been written by a swap whose flush is still
+                // running: nothing leaves before it is durable.
+                self.store.flush()?;
+                Ok(issuance.certificate.clone())
+            }
+            _ => Err(AuthorityError::Conflict(format!(
+                "request {id} has no valid certificate: it is {}",
+                request.state_name(now)
+            ))),
+        }
+    }
+
+    /// Reads a request for its own requester's waiting session (no view check needed).
+    pub fn current(&self, id: &str) -> Result<Request, AuthorityError> {
+        Ok(self.find(id)?.request)
+    }
+
+    /// Moves every pending request past its deadline to `lapsed`. Returns how many lapsed.
+    pub fn lapse_due(&self) -> Result<usize, AuthorityError> {
+        let now = Utc::now();
+        let mut lapsed = 0;
+        for request in self.store.requests()? {
+            if matches!(request.state, State::Pending) && now >= request.lapses_at {
+                let current = self.find(&request.id)?;
+                if self.lapse(&current, now)? {
+                    lapsed += 1;
+                }
+            }
+        }
+        Ok(lapsed)
+    }
+
+    /// Lapses one request if it is pending and due.
+    pub fn lapse_if_due(&self, id: &str) -> Result<(), AuthorityError> {
+        let current = self.find(id)?;
+        self.lapse(&current, Utc::now())?;
+        Ok(())
+    }
+
+    fn lapse(&self, current: &Versioned, now: DateTime<Utc>) -> Result<bool, AuthorityError> {
+        if !matches!(current.request.state, State::Pending) || now < current.request.lapses_at {
+            return Ok(false);
+        }
+        let mut next = current.request.clone();
+        next.state = State::Lapsed { at: now };
+        match self.store.replace_request(current, &next)? {
+            Swap::Done => {
+                self.store.flush()?;
+                tracing::info!(id = %next.id, "request lapsed");
+                self.announce(&next.id);
+                Ok(true)
+            }
+            // Decided meanwhile: nothing to lapse.
+            Swap::Conflict(_) => Ok(false),
+        }
+    }
+
+    /// Refuses unless the request is pending; a pending request past its deadline is lapsed
+    /// here and refused.
+    fn ensure_pending(&self, current: &Versioned, now: DateTime<Utc>) -> Result<(), AuthorityError> {
+        let id = &current.request.id;
+        match &current.request.state {
+            State::Pending if now < current.request.lapses_at => Ok(()),
+            State::Pending => {
+                self.lapse(current, now)?;
+                Err(AuthorityError::Conflict(format!("request {id} has lapsed")))
+            }
+            State::Issued(_) => Err(AuthorityError::Conflict(format!(
+                "request {id} is already approved and issued"
+            ))),
+            State::Denied { by, .. } => Err(AuthorityError::Conflict(format!(
+                "request {id} was denied by {by}"
+            ))),
+            State::Lapsed { .. } => Err(AuthorityError::Conflict(format!(
+                "request {id} has lapsed"
+            ))),
+        }
+    }
+
+    fn find(&self, id: &str) -> Result<Versioned, AuthorityError> {
+        if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(AuthorityError::Invalid(format!(
+                "{} is not a request id",
+                id.escape_debug()
+            )));
+        }
+        self.store
+            .request(id)?
+            .ok_or_else(|| AuthorityError::NotFound(id.to_string()))
+    }
+
+    fn sign(&self, request: &Request, serial: u64, now: DateTime<Utc>) -> Result<Issuance, AuthorityError> {
+        let subject = PublicKey::from_openssh(&request.public_key)
+            .map_err(|e| AuthorityError::Invalid(format!("stored public key unusable: {e}")))?;
+        let approvers: Vec<&str> = request.approvers().collect();
+        let key_id = format!(
+            "jitca:{}:{}:approvers={}",
+            request.id,
+            request.requester,
+            if approvers.is_empty() {
+                "none".to_string()
+            } else {
+                approvers.join(",")
+            }
+        );
+        let valid_after = now - BACKDATE;
+        let valid_before = now + TimeDelta::seconds(request.duration_secs as i64);
+        let signed = self.signer.sign(&CertTemplate {
+            subject: &subject,
+            serial,
+            key_id: &key_id,
+            principals: &request.principals,
+            valid_after: unix(valid_after),
+            valid_before: unix(valid_before),
+            extensions: &request.extensions,
+            critical_options: &request.critical_options,
+        })?;
+        Ok(Issuance {
+            serial,
+            key_id,
+            issued_at: now,
+            valid_after: from_unix(unix(valid_after)),
+            valid_before: from_unix(unix(valid_before)),
+            certificate: signed.openssh,
+        })
+    }
+
+    fn announce(&self, id: &str) {
+        // No receivers is fine: nobody is waiting.
+        let _ = self.changes.send(id.to_string());
+    }
+}
+
+/// The grant a stored request was made under, to check again against the policy in force.
+pub fn grant_of(request: &Request) -> Grant {
+    Grant {
+        rule: request.rule.clone(),
+        hosts: request.hosts.clone(),
+        logins: request.logins.clone(),
+        principals: request.principals.clone(),
+        duration: Duration::from_secs(request.duration_secs),
+        approvals_needed: request.approvals_needed,
+        extensions: request.extensions.clone(),
+        critical_options: request.critical_options.clone(),
+    }
+}
+
+fn new_id() -> String {
+    let mut rng = rand::rng();
+    (0..ID_LEN)
+        .map(|_| ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())] as char)
+        .collect()
+}
+
+fn to_delta(d: Duration) -> TimeDelta {
+    TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
+}
+
+fn unix(t: DateTime<Utc>) -> u64 {
+    t.timestamp().max(0) as u64
+}
+
+fn from_unix(secs: u64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs as i64, 0).unwrap_or_default()
+}
+

@@ -1,0 +1,29 @@
+use super::{Ctx, Outcome};
+
+const HELP: &str = "\
+jitca: temporary, approved SSH access. Run commands as `HINT COMMAND [ARGS]`.
+
+  whoami                               who you are, what you may request and approve
+  request HOSTS --as LOGIN --for DURATION --reason TEXT [--no-wait]
+                                       ask for access; the public key to certify on stdin;
+                                       waits for approval and prints the certificate
+                                       (HOSTS and LOGIN may be comma-separated lists;
+                                       DURATION like 90s, 15m, 2h, 1d)
+  show ID [--json]                     everything about one request
+  list [--pending] [--mine] [--json]   requests you may see, newest first
+  approve ID                           approve a request (never your own)
+  deny ID --reason TEXT                deny a pending request
+  get ID                               your issued certificate again, while it is valid
+  ca-key                               the CA public key (for TrustedUserCAKeys)
+  help                                 this text
+
+Exit status: 0 success, 1 refused (the reason on stderr), 2 usage error.
+Example:
+  HINT request web1 --as deploy --for 1h --reason INC-42 disk full \\
+      < ~/.ssh/id_ed25519.pub > ~/.ssh/id_ed25519-cert.pub
+";
+
+pub(crate) async fn run(ctx: &mut Ctx, _args: &[String]) -> Outcome {
+    ctx.out.stdout(HELP.replace("HINT", &ctx.hint)).await;
+    Ok(())
+}

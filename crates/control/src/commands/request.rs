@@ -1,0 +1,218 @@
+//! `request`: ask for access, then wait for the decision (or `--no-wait`).
+
+use std::time::Duration;
+
+use jitca_authority::{NewRequest, Request, State};
+use jitca_policy::{
+    check_reason, format_duration, parse_host_list, parse_login_list, parse_request_duration,
+};
+use russh::keys::PublicKey;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{Ctx, Failure, Outcome, parse};
+use crate::args::{Kind, Spec};
+use crate::channel::StdinRead;
+
+/// Largest public key accepted on stdin (an RSA 16384-bit key is about 2.8 KiB).
+const MAX_KEY_BYTES: usize = 16 * 1024;
+
+const SPEC: Spec = Spec {
+    usage: "request HOSTS --as LOGIN --for DURATION --reason TEXT [--no-wait] < KEY.pub",
+    positionals: &["HOSTS"],
+    options: &[
+        ("--as", Kind::Value),
+        ("--for", Kind::Value),
+        ("--reason", Kind::Words),
+        ("--no-wait", Kind::Flag),
+    ],
+    required: &["--as", "--for", "--reason"],
+};
+
+fn refused(e: impl ToString) -> Failure {
+    Failure::Refused(e.to_string())
+}
+
+pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
+    let parsed = parse(&SPEC, args)?;
+    // Everything typed is checked before stdin is read or anything is stored.
+    let hosts = parse_host_list(&parsed.positionals[0]).map_err(refused)?;
+    let logins = parse_login_list(parsed.value("--as").unwrap_or_default()).map_err(refused)?;
+    let duration =
+        parse_request_duration(parsed.value("--for").unwrap_or_default()).map_err(refused)?;
+    let reason = check_reason(parsed.value("--reason").unwrap_or_default()).map_err(refused)?;
+    let public_key = read_public_key(ctx).await?;
+
+    // Subscribe before the request exists, so no decision can slip past the wait below.
+    let mut changes = ctx.authority.subscribe();
+    let new = NewRequest {
+        hosts,
+        logins,
+        duration,
+        reason,
+        public_key,
+    };
+    let request = ctx.call(move |a, c| a.submit(c, new)).await?;
+    let id = request.id.clone();
+    if parsed.flag("--no-wait") {
+        ctx.out
+            .stderr(&format!("request {id} made; {}", status_line(&request)))
+            .await;
+        ctx.out.stdout(format!("{id}\n")).await;
+        return Ok(());
+    }
+    ctx.out
+        .stderr(&format!("request {id} made; {}", status_line(&request)))
+        .await;
+
+    let mut seen_approvals = request.approvals.len();
+    loop {
+        let now_request = ctx.call({
+            let id = id.clone();
+            move |a, _| a.current(&id)
+        })
+        .await?;
+        match &now_request.state {
+            State::Issued(issuance) => {
+                let certificate = ctx
+                    .call({
+                        let id = id.clone();
+                        move |a, c| a.certificate(c, &id)
+                    })
+                    .await?;
+                let approvers: Vec<&str> = now_request.approvers().collect();
+                ctx.out
+                    .stderr(&format!(
+                        "request {id} approved{}: certificate serial {} valid until {}",
+                        if approvers.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" by {}", approvers.join(", "))
+                        },
+                        issuance.serial,
+                        issuance.valid_before.to_rfc3339()
+                    ))
+                    .await;
+                ctx.out.stdout(format!("{certificate}\n")).await;
+                return Ok(());
+            }
+            State::Denied { by, reason, .. } => {
+                return Err(Failure::Refused(format!(
+                    "request {id} was denied by {by}: {}",
+                    crate::render::clean(reason)
+                )));
+            }
+            State::Lapsed { .. } => {
+                return Err(Failure::Refused(format!(
+                    "request {id} lapsed: nobody decided within {}",
+                    format_duration(Duration::from_secs(
+                        (now_request.lapses_at - now_request.created_at)
+                            .num_seconds()
+                            .max(0) as u64
+                    ))
+                )));
+            }
+            State::Pending => {
+                for approval in &now_request.approvals[seen_approvals.min(now_request.approvals.len())..] {
+                    ctx.out
+                        .stderr(&format!(
+                            "approved by {} ({}/{})",
+                            approval.by,
+                            now_request.approvals.len(),
+                            now_request.approvals_needed
+                        ))
+                        .await;
+                }
+                seen_approvals = now_request.approvals.len();
+            }
+        }
+        let deadline = tokio::time::Instant::now()
+            + (now_request.lapses_at - chrono::Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO);
+        tokio::select! {
+            changed = changes.recv() => match changed {
+                Ok(changed) if changed != id => continue,
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return Err(Failure::Refused("the daemon is shutting down".into())),
+            },
+            _ = tokio::time::sleep_until(deadline) => {
+                let id = id.clone();
+                ctx.call(move |a, _| a.lapse_if_due(&id)).await?;
+            }
+        }
+    }
+}
+
+fn status_line(request: &Request) -> String {
+    match &request.state {
+        State::Issued(_) => "no approval needed".into(),
+        _ => format!(
+            "waiting for {} approval{} (lapses at {})",
+            request.approvals_needed,
+            if request.approvals_needed == 1 { "" } else { "s" },
+            request.lapses_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    }
+}
+
+/// The public key to certify, from stdin: exactly one OpenSSH public key line.
+async fn read_public_key(ctx: &mut Ctx) -> Result<PublicKey, Failure> {
+    let Some(mut stdin) = ctx.stdin.take() else {
+        return Err(refused("stdin was already read"));
+    };
+    let bytes = match stdin.read_to_end(MAX_KEY_BYTES).await {
+        StdinRead::Complete(bytes) => bytes,
+        StdinRead::TooLong => {
+            return Err(refused(format!(
+                "stdin is longer than {} KiB; send one public key",
+                MAX_KEY_BYTES / 1024
+            )));
+        }
+    };
+    parse_public_key(&bytes).map_err(Failure::Refused)
+}
+
+fn parse_public_key(bytes: &[u8]) -> Result<PublicKey, String> {
+    let text = std::str::from_utf8(bytes).map_err(|_| "stdin is not a public key (not text)".to_string())?;
+    if text.contains("PRIVATE KEY") {
+        // Never echo any of it.
+        return Err("that is a private key: send the public key (the .pub file), never the private key".into());
+    }
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let line = match lines.as_slice() {
+        [] => {
+            return Err(
+                "no public key on stdin: send one, e.g. `< ~/.ssh/id_ed25519.pub`".into(),
+            );
+        }
+        [line] => *line,
+        _ => return Err("stdin holds more than one line: send exactly one public key".into()),
+    };
+    let algorithm = line.split_whitespace().next().unwrap_or_default();
+    if algorithm.ends_with("-cert-v01@openssh.com") {
+        return Err("that is a certificate: send the public key it certifies".into());
+    }
+    PublicKey::from_openssh(line).map_err(|_| "stdin is not an OpenSSH public key".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_public_key;
+
+    #[test]
+    fn public_key_refusals_are_specific() {
+        let err = |s: &str| parse_public_key(s.as_bytes()).unwrap_err();
+        assert!(err("").starts_with("no public key"));
+        assert!(err("\n \n").starts_with("no public key"));
+        assert!(err("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n").contains("private key"));
+        assert!(err("ssh-ed25519-cert-v01@openssh.com AAAA x").contains("certificate"));
+        assert!(err("hello").contains("not an OpenSSH public key"));
+        assert!(err("a\nb").contains("more than one line"));
+        let ok = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me\n";
+        assert!(parse_public_key(ok.as_bytes()).is_ok());
+    }
+}

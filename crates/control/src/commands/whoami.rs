@@ -1,0 +1,66 @@
+use std::fmt::Write;
+
+use jitca_policy::format_duration;
+
+use super::{Ctx, Outcome, parse};
+use crate::args::Spec;
+
+const SPEC: Spec = Spec {
+    usage: "whoami",
+    positionals: &[],
+    options: &[],
+    required: &[],
+};
+
+pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
+    parse(&SPEC, args)?;
+    let policy = ctx.authority.policy();
+    let name = &ctx.caller.user;
+    let mut text = String::new();
+    let groups = policy
+        .user(name)
+        .map(|u| u.groups.join(", "))
+        .unwrap_or_default();
+    let _ = writeln!(text, "user     {name}");
+    let _ = writeln!(text, "groups   {groups}");
+    let requestable = policy.rules_requestable_by(name);
+    let _ = writeln!(text, "may request:");
+    if requestable.is_empty() {
+        let _ = writeln!(text, "  nothing");
+    }
+    for rule in requestable {
+        let _ = writeln!(
+            text,
+            "  {}: {} on {} for up to {}, {}",
+            rule.name,
+            rule.logins.join(","),
+            policy.hosts_of_rule(rule).join(","),
+            format_duration(rule.max_duration),
+            match rule.approvals {
+                0 => "no approval needed".to_string(),
+                1 => format!("1 approval from {}", rule.approvers.join(",")),
+                n => format!("{n} approvals from {}", rule.approvers.join(",")),
+            }
+        );
+    }
+    let approvable = policy.rules_approvable_by(name);
+    let _ = writeln!(text, "may approve:");
+    if approvable.is_empty() {
+        let _ = writeln!(text, "  nothing");
+    }
+    for rule in approvable {
+        let _ = writeln!(
+            text,
+            "  {}: requests by {} for {} on {}",
+            rule.name,
+            rule.requesters.join(","),
+            rule.logins.join(","),
+            policy.hosts_of_rule(rule).join(",")
+        );
+    }
+    if policy.is_auditor(name) {
+        let _ = writeln!(text, "auditor  yes");
+    }
+    ctx.out.stdout(text).await;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! How requests look: a table and key/value blocks for people, one JSON object a line for
+//! programs. Text users typed is shown escaped, so it can never forge a line or a colour.
+
+use chrono::{DateTime, Utc};
+use jitca_authority::{Request, State};
+use jitca_policy::format_duration;
+use serde_json::{Value, json};
+
+/// Text as it may be printed to a terminal: control, bidi and zero-width characters escaped.
+pub(crate) fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let invisible = c.is_control()
+            || matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}');
+        if invisible {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+pub(crate) fn request_json(r: &Request, now: DateTime<Utc>) -> Value {
+    let mut v = json!({
+        "id": r.id,
+        "requester": r.requester,
+        "state": r.state_name(now),
+        "rule": r.rule,
+        "hosts": r.hosts,
+        "logins": r.logins,
+        "principals": r.principals,
+        "duration": format_duration(std::time::Duration::from_secs(r.duration_secs)),
+        "duration_secs": r.duration_secs,
+        "reason": r.reason,
+        "fingerprint": r.fingerprint,
+        "extensions": r.extensions,
+        "critical_options": r.critical_options,
+        "approvals": r.approvers().collect::<Vec<_>>(),
+        "approvals_needed": r.approvals_needed,
+        "source": r.source,
+        "created_at": time(r.created_at),
+        "lapses_at": time(r.lapses_at),
+    });
+    let map = v.as_object_mut().expect("an object");
+    match &r.state {
+        State::Issued(i) => {
+            map.insert("serial".into(), json!(i.serial));
+            map.insert("key_id".into(), json!(i.key_id));
+            map.insert("issued_at".into(), json!(time(i.issued_at)));
+            map.insert("valid_after".into(), json!(time(i.valid_after)));
+            map.insert("valid_before".into(), json!(time(i.valid_before)));
+        }
+        State::Denied { by, at, reason } => {
+            map.insert("denied_by".into(), json!(by));
+            map.insert("denied_at".into(), json!(time(*at)));
+            map.insert("deny_reason".into(), json!(reason));
+        }
+        State::Lapsed { at } => {
+            map.insert("lapsed_at".into(), json!(time(*at)));
+        }
+        State::Pending => {}
+    }
+    v
+}
+
+/// `show`: everything an approver approves, one `key: value` a line.
+pub(crate) fn request_block(r: &Request, now: DateTime<Utc>, eligible: &[String]) -> String {
+    let mut lines = vec![
+        ("id", r.id.clone()),
+        ("state", r.state_name(now).to_string()),
+        ("requester", clean(&r.requester)),
+        ("reason", clean(&r.reason)),
+        ("rule", r.rule.clone()),
+        ("hosts", r.hosts.join(", ")),
+        ("logins", r.logins.join(", ")),
+        ("principals", r.principals.join(", ")),
+        (
+            "duration",
+            format_duration(std::time::Duration::from_secs(r.duration_secs)),
+        ),
+        ("key", r.fingerprint.clone()),
+        ("extensions", none_if_empty(r.extensions.join(", "))),
+        (
+            "critical options",
+            none_if_empty(
+                r.critical_options
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", clean(v)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        ),
+        (
+            "approvals",
+            format!(
+                "{}/{}{}",
+                r.approvals.len(),
+                r.approvals_needed,
+                if r.approvals.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", r.approvers().collect::<Vec<_>>().join(", "))
+                }
+            ),
+        ),
+        ("approvers", none_if_empty(eligible.join(", "))),
+        ("created", time(r.created_at)),
+        ("from", r.source.clone()),
+    ];
+    match &r.state {
+        State::Pending => lines.push(("lapses", time(r.lapses_at))),
+        State::Issued(i) => {
+            lines.push(("serial", i.serial.to_string()));
+            lines.push(("key id", i.key_id.clone()));
+            lines.push(("valid", format!("{} to {}", time(i.valid_after), time(i.valid_before))));
+        }
+        State::Denied { by, at, reason } => {
+            lines.push(("denied", format!("by {by} at {}: {}", time(*at), clean(reason))));
+        }
+        State::Lapsed { at } => lines.push(("lapsed", time(*at))),
+    }
+    lines
+        .into_iter()
+        .map(|(k, v)| format!("{k:<17}{v}\n"))
+        .collect()
+}
+
+fn none_if_empty(s: String) -> String {
+    if s.is_empty() { "none".into() } else { s }
+}
+
+/// `list`: one request a line, newest first.
+pub(crate) fn table(requests: &[Request], now: DateTime<Utc>) -> String {
+    let mut rows = vec![[
+        "ID".to_string(),
+        "STATE".into(),
+        "REQUESTER".into(),
+        "LOGINS".into(),
+        "HOSTS".into(),
+        "FOR".into(),
+        "APPROVALS".into(),
+        "CREATED".into(),
+        "REASON".into(),
+    ]];
+    for r in requests {
+        let reason = clean(&r.reason);
+        let reason = if reason.chars().count() > 40 {
+            format!("{}…", reason.chars().take(39).collect::<String>())
+        } else {
+            reason
+        };
+        rows.push([
+            r.id.clone(),
+            r.state_name(now).into(),
+            clean(&r.requester),
+            r.logins.join(","),
+            r.hosts.join(","),
+            format_duration(std::time::Duration::from_secs(r.duration_secs)),
+            format!("{}/{}", r.approvals.len(), r.approvals_needed),
+            time(r.created_at),
+            reason,
+        ]);
+    }
+    let widths: Vec<usize> = (0..9)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (c, cell) in row.iter().enumerate() {
+                if c + 1 == row.len() {
+                    line.push_str(cell);
+                } else {
+                    line.push_str(cell);
+                    line.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
+                }
+            }
+            line.trim_end().to_string() + "\n"
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_escapes_what_could_forge_output() {
+        assert_eq!(clean("ok"), "ok");
+        assert_eq!(clean("a\nb"), "a\\u{a}b");
+        assert_eq!(clean("\u{1b}[2J"), "\\u{1b}[2J");
+        assert_eq!(clean("x\u{202E}y"), "x\\u{202e}y");
+        assert_eq!(clean("zero\u{200B}width"), "zero\\u{200b}width");
+        assert_eq!(clean("café ✓"), "café ✓");
+    }
+}

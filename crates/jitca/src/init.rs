@@ -1,0 +1,95 @@
+//! `jitca init`: a CA key, a host key and a commented config, never overwriting anything.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+pub const CA_KEY: &str = "ca";
+pub const HOST_KEY: &str = "host_ed25519";
+pub const CONFIG: &str = "jitca.yaml";
+
+pub fn run(dir: &Path) -> Result<()> {
+    create_keys(dir)?;
+    write_new(&dir.join(CONFIG), TEMPLATE.as_bytes(), 0o644)?;
+    println!("created in {}:", dir.display());
+    println!("  {CA_KEY}            CA private key (keep it secret, back it up)");
+    println!("  {CA_KEY}.pub        CA public key, for TrustedUserCAKeys on every host");
+    println!("  {HOST_KEY}  host key of the control channel (+ .pub)");
+    println!("  {CONFIG}    config: add users, host groups and rules, then");
+    println!("              jitca check --config {}", dir.join(CONFIG).display());
+    Ok(())
+}
+
+/// Creates `dir` if needed and the CA and host keys in it; refuses if any exists.
+pub fn create_keys(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for name in [CA_KEY, HOST_KEY, CONFIG] {
+        for file in [name.to_string(), format!("{name}.pub")] {
+            if dir.join(&file).exists() {
+                bail!("{} exists already; refusing to overwrite it", dir.join(file).display());
+            }
+        }
+    }
+    let ca = jitca_signer::generate_ed25519("jitca-ca")?;
+    jitca_signer::write_private_key(&dir.join(CA_KEY), &ca)?;
+    let host = jitca_signer::generate_ed25519("jitca-host")?;
+    jitca_signer::write_private_key(&dir.join(HOST_KEY), &host)?;
+    Ok(())
+}
+
+/// Writes a new file; fails if it exists.
+pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    Ok(())
+}
+
+const TEMPLATE: &str = r#"# jitca config. Validate with: jitca check --config jitca.yaml
+# Relative paths are relative to this file's folder. Durations: 90s, 15m, 2h, 1d.
+
+listen: "127.0.0.1:2222"     # the control channel: ssh -p 2222 jitca@HOST COMMAND
+ca_key: ca                    # CA private key (mode 0600)
+host_key: host_ed25519        # host key of the control channel
+data_dir: data                # the store (sled)
+principal_format: "{login}@{host}"   # one principal per approved (login, host)
+pending_ttl: 1h               # a request nobody decides on lapses after this
+
+# Who may talk to jitca: one entry per person, their SSH public keys and groups.
+users: {}
+#  alice:
+#    keys: ["ssh-ed25519 AAAA... alice@laptop"]
+#    groups: [dev]
+#  bob:
+#    keys: ["ssh-ed25519 AAAA... bob@laptop"]
+#    groups: [sre]
+
+# Host groups: name -> host names (as in the principals, {host}).
+hosts: {}
+#  web: [web1, web2]
+#  db: [db1]
+
+# Who may ask for what. The first rule that covers a whole request wins.
+rules: []
+#  - name: dev-web
+#    requesters: [dev]          # groups that may request
+#    hosts: [web]               # host groups
+#    logins: [deploy]           # accounts on those hosts
+#    max_duration: 2h
+#    approvals: 1               # distinct approvers needed; 0 = approved on request
+#    approvers: [sre]           # groups whose members may approve (never the requester)
+#    extensions: [permit-pty]   # default [permit-pty]
+#    # force_command: "journalctl -f"
+#    # source_address: "10.0.0.0/8"
+
+# Groups that may read the audit log over the control channel.
+auditors: []
+"#;

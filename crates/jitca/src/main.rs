@@ -1,0 +1,56 @@
+//! `jitca`: an SSH certificate authority for temporary, approved production access.
+//!
+//! This binary holds the command line (clap), config loading and logging; the daemon itself is
+//! assembled in `serve.rs` from the workspace crates: `jitca-policy` decides, `jitca-store`
+//! remembers, `jitca-signer` signs, `jitca-authority` runs the request lifecycle and
+//! `jitca-control` is the SSH server users talk to.
+
+mod cli;
+mod dev;
+mod init;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Init(args) => init::run(&args.dir),
+        Command::Check(args) => return check(&args.config),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jitca: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Like `sshd -t`: exit 0 for a good config, or 1 naming the file, line and problem.
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = jitca_policy::load(path).and_then(|config| {
+        config.check_key_files()?;
+        Ok(config)
+    });
+    match config {
+        Ok(config) => {
+            println!(
+                "{}: OK ({} users, {} rules)",
+                path.display(),
+                config.policy.users().count(),
+                config.policy.rules().len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,1152 @@
+//! The policy engine: who may ask for what, who may approve it, who may see it.
+//!
+//! Pure functions of a validated [`Policy`]; they answer allowed or denied and never touch
+//! storage. A request is judged once when it is made ([`Policy::decide_request`]) and again,
+//! under the policy then in force, at each approval ([`Policy::check_approver`]), so a config
+//! change that narrows a rule also stops requests already waiting under it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use ssh_key::PublicKey;
+use ssh_key::public::KeyData;
+
+use crate::duration::format_duration;
+
+/// A registered person: their SSH keys identify them on the control channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    /// The name in the config, `users.NAME`.
+    pub name: String,
+    /// Their public keys; no key belongs to two users.
+    pub keys: Vec<PublicKey>,
+    /// The groups they belong to, as written.
+    pub groups: Vec<String>,
+}
+
+impl User {
+    /// Whether the user is in at least one of `groups`.
+    pub fn in_any(&self, groups: &[String]) -> bool {
+        self.groups.iter().any(|g| groups.contains(g))
+    }
+}
+
+/// One entry of `rules:`: who may ask for which logins on which hosts, for how long, and who
+/// approves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    /// Unique among the rules.
+    pub name: String,
+    /// Groups whose members may request under this rule.
+    pub requesters: Vec<String>,
+    /// Host groups (names from `hosts:`) this rule covers.
+    pub host_groups: Vec<String>,
+    /// Login accounts this rule covers.
+    pub logins: Vec<String>,
+    /// The longest certificate this rule grants; more than zero, at most 7 days.
+    pub max_duration: Duration,
+    /// Distinct approvers needed; 0 means approved on request.
+    pub approvals: u32,
+    /// Groups whose members may approve (never their own requests).
+    pub approvers: Vec<String>,
+    /// Certificate extensions, sorted, without repeats.
+    pub extensions: Vec<String>,
+    /// Certificate critical options: `force-command`, `source-address`.
+    pub critical_options: BTreeMap<String, String>,
+}
+
+/// What a requester asks for (already syntax-checked by [`crate::names`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ask {
+    /// Host names.
+    pub hosts: Vec<String>,
+    /// Login accounts.
+    pub logins: Vec<String>,
+    /// Validity of the certificate.
+    pub duration: Duration,
+}
+
+/// What a rule allows for one [`Ask`]: everything the certificate will carry except serial, key
+/// id and times.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// The rule that allows it.
+    pub rule: String,
+    /// The hosts asked for, without repeats, in the order asked.
+    pub hosts: Vec<String>,
+    /// The logins asked for, without repeats, in the order asked.
+    pub logins: Vec<String>,
+    /// One per (login, host), from `principal_format`: for login in logins { for host in hosts }.
+    /// Never empty.
+    pub principals: Vec<String>,
+    /// Validity of the certificate; at most the rule's `max_duration`.
+    pub duration: Duration,
+    /// Distinct approvers needed.
+    pub approvals_needed: u32,
+    /// The rule's extensions.
+    pub extensions: Vec<String>,
+    /// The rule's critical options.
+    pub critical_options: BTreeMap<String, String>,
+}
+
+impl Grant {
+    /// The ask this grant answers, to judge it again.
+    pub fn ask(&self) -> Ask {
+        Ask {
+            hosts: self.hosts.clone(),
+            logins: self.logins.clone(),
+            duration: self.duration,
+        }
+    }
+}
+
+/// Why the policy says no. Display is one line for the person refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denial {
+    /// The name is not a user in the config.
+    #[error("{} is not a registered user", Plain(.0))]
+    UnknownUser(String),
+    /// A host asked for is in no host group, so no rule can cover it.
+    #[error("host {} is not in any host group", Plain(.0))]
+    UnknownHost(String),
+    /// The ask names no host (a certificate without principals would be valid everywhere).
+    #[error("the request names no host")]
+    NoHosts,
+    /// The ask names no login.
+    #[error("the request names no login")]
+    NoLogins,
+    /// The ask is for a zero duration.
+    #[error("duration must be more than zero")]
+    ZeroDuration,
+    /// No rule the requester may use covers this (login, host) pair.
+    #[error(
+        "no rule lets {} request login {} on {}",
+        Plain(requester),
+        Plain(login),
+        Plain(host)
+    )]
+    NoRule {
+        /// Who asked.
+        requester: String,
+        /// The login of the first pair no rule covers.
+        login: String,
+        /// The host of the first pair no rule covers.
+        host: String,
+    },
+    /// Every pair is covered by some rule, but no single rule covers them all.
+    #[error(
+        "no single rule lets {} request all of these hosts and logins together; ask for them in separate requests",
+        Plain(requester)
+    )]
+    NoSingleRule {
+        /// Who asked.
+        requester: String,
+    },
+    /// The first rule that covers the ask allows a shorter duration.
+    #[error("{} is longer than rule {} allows ({})", format_duration(*requested), Plain(rule), format_duration(*max))]
+    DurationTooLong {
+        /// The duration asked for.
+        requested: Duration,
+        /// The rule's `max_duration`.
+        max: Duration,
+        /// The rule that covers the ask.
+        rule: String,
+    },
+    /// The approver is the requester.
+    #[error("you cannot approve your own request")]
+    SelfApproval,
+    /// The approver is in none of the rule's approvers groups.
+    #[error(
+        "{} may not approve requests under rule {}",
+        Plain(approver),
+        Plain(rule)
+    )]
+    NotEligible {
+        /// Who tried to approve.
+        approver: String,
+        /// The rule of the request.
+        rule: String,
+    },
+    /// The user is in none of the auditors groups.
+    #[error("only auditors may do this")]
+    NotAuditor,
+    /// Under the policy now in force, the request would not get exactly the same grant (the
+    /// rule changed, went away, or the requester lost access); it cannot be approved.
+    #[error(
+        "the policy changed since this request was made, so it can no longer be approved; request again"
+    )]
+    PolicyChanged,
+}
+
+/// Shows a name as is when it is a plain name, else quoted and escaped: names in denials may
+/// come from what a person typed.
+struct Plain<'a>(&'a str);
+
+impl fmt::Display for Plain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let plain = !self.0.is_empty()
+            && self
+                .0
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if plain {
+            f.write_str(self.0)
+        } else {
+            f.write_str(&crate::names::show(self.0))
+        }
+    }
+}
+
+/// The validated policy part of the config: users, host groups, rules, auditors and the
+/// principal format. Built only by [`crate::parse`], so every invariant checked there holds.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    users: Vec<User>,
+    /// Name -> position in `users`.
+    by_name: HashMap<String, usize>,
+    /// Key data (comment ignored) -> position in `users`.
+    by_key: HashMap<KeyData, usize>,
+    /// Host group name -> host names, in file order.
+    host_groups: Vec<(String, Vec<String>)>,
+    rules: Vec<Rule>,
+    auditors: Vec<String>,
+    principal_format: String,
+}
+
+impl Policy {
+    /// Assembles a policy from parts that [`crate::config`] has validated.
+    pub(crate) fn new(
+        users: Vec<User>,
+        host_groups: Vec<(String, Vec<String>)>,
+        rules: Vec<Rule>,
+        auditors: Vec<String>,
+        principal_format: String,
+    ) -> Self {
+        let by_name = users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.name.clone(), i))
+            .collect();
+        let by_key = users
+            .iter()
+            .enumerate()
+            .flat_map(|(i, u)| u.keys.iter().map(move |k| (k.key_data().clone(), i)))
+            .collect();
+        Self {
+            users,
+            by_name,
+            by_key,
+            host_groups,
+            rules,
+            auditors,
+            principal_format,
+        }
+    }
+
+    /// The user named `name`.
+    pub fn user(&self, name: &str) -> Option<&User> {
+        self.by_name.get(name).map(|&i| &self.users[i])
+    }
+
+    /// All users, in file order.
+    pub fn users(&self) -> impl Iterator<Item = &User> {
+        self.users.iter()
+    }
+
+    /// The user a public key belongs to, comparing key data only (comments ignored).
+    pub fn identify(&self, key: &PublicKey) -> Option<&User> {
+        self.by_key.get(key.key_data()).map(|&i| &self.users[i])
+    }
+
+    /// The principal format, with `{login}` and `{host}` placeholders.
+    pub fn principal_format(&self) -> &str {
+        &self.principal_format
+    }
+
+    /// The principal for one (login, host) pair: `principal_format` with `{login}` and `{host}`
+    /// replaced, in one pass (a replacement is never itself expanded).
+    pub fn principal(&self, login: &str, host: &str) -> String {
+        let mut out = String::with_capacity(self.principal_format.len() + login.len() + host.len());
+        let mut rest = self.principal_format.as_str();
+        while let Some(start) = rest.find('{') {
+            out.push_str(&rest[..start]);
+            let tail = &rest[start..];
+            if let Some(after) = tail.strip_prefix("{login}") {
+                out.push_str(login);
+                rest = after;
+            } else if let Some(after) = tail.strip_prefix("{host}") {
+                out.push_str(host);
+                rest = after;
+            } else {
+                out.push('{');
+                rest = &tail[1..];
+            }
+        }
+        out.push_str(rest);
+        out
+    }
+
+    /// All host groups with their hosts, in file order.
+    pub fn host_groups(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.host_groups
+            .iter()
+            .map(|(name, hosts)| (name.as_str(), hosts.as_slice()))
+    }
+
+    /// The groups whose members are auditors.
+    pub fn auditor_groups(&self) -> &[String] {
+        &self.auditors
+    }
+
+    /// All rules, in file order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// The rule named `name`.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+
+    /// Every host the rule covers: the hosts of its host groups, without repeats, in order.
+    pub fn hosts_of_rule(&self, rule: &Rule) -> Vec<String> {
+        let mut hosts: Vec<String> = Vec::new();
+        for group in &rule.host_groups {
+            for host in self.hosts_of_group(group) {
+                if !hosts.contains(host) {
+                    hosts.push(host.clone());
+                }
+            }
+        }
+        hosts
+    }
+
+    /// Every login some rule may grant on `host`, without repeats, in rule order: what the
+    /// host's principals files must list.
+    pub fn logins_for_host(&self, host: &str) -> Vec<String> {
+        let mut logins: Vec<String> = Vec::new();
+        for rule in self.rules.iter().filter(|r| self.rule_has_host(r, host)) {
+            for login in &rule.logins {
+                if !logins.contains(login) {
+                    logins.push(login.clone());
+                }
+            }
+        }
+        logins
+    }
+
+    fn hosts_of_group(&self, group: &str) -> &[String] {
+        self.host_groups
+            .iter()
+            .find(|(name, _)| name == group)
+            .map_or(&[], |(_, hosts)| hosts.as_slice())
+    }
+
+    fn rule_has_host(&self, rule: &Rule, host: &str) -> bool {
+        rule.host_groups
+            .iter()
+            .any(|g| self.hosts_of_group(g).iter().any(|h| h == host))
+    }
+
+    fn host_known(&self, host: &str) -> bool {
+        self.host_groups
+            .iter()
+            .any(|(_, hosts)| hosts.iter().any(|h| h == host))
+    }
+
+    /// Whether `rule` covers every host and every login asked.
+    fn covers(&self, rule: &Rule, hosts: &[String], logins: &[String]) -> bool {
+        hosts.iter().all(|h| self.rule_has_host(rule, h))
+            && logins.iter().all(|l| rule.logins.contains(l))
+    }
+
+    /// First rule (in file order) whose requester groups include one of the requester's groups,
+    /// whose host groups together contain EVERY asked host and whose logins contain EVERY asked
+    /// login wins; then the duration must be <= its max_duration (else `DurationTooLong`, not a
+    /// later rule).
+    ///
+    /// Repeated hosts or logins in the ask are dropped (keeping the first), so the grant never
+    /// carries a principal twice.
+    pub fn decide_request(&self, requester: &str, ask: &Ask) -> Result<Grant, Denial> {
+        let user = self
+            .user(requester)
+            .ok_or_else(|| Denial::UnknownUser(requester.to_string()))?;
+        let hosts = without_repeats(&ask.hosts);
+        let logins = without_repeats(&ask.logins);
+        if hosts.is_empty() {
+            return Err(Denial::NoHosts);
+        }
+        if logins.is_empty() {
+            return Err(Denial::NoLogins);
+        }
+        if ask.duration.is_zero() {
+            return Err(Denial::ZeroDuration);
+        }
+        if let Some(host) = hosts.iter().find(|h| !self.host_known(h)) {
+            return Err(Denial::UnknownHost(host.clone()));
+        }
+        let usable: Vec<&Rule> = self
+            .rules
+            .iter()
+            .filter(|r| user.in_any(&r.requesters))
+            .collect();
+        if let Some(rule) = usable.iter().find(|r| self.covers(r, &hosts, &logins)) {
+            if ask.duration > rule.max_duration {
+                return Err(Denial::DurationTooLong {
+                    requested: ask.duration,
+                    max: rule.max_duration,
+                    rule: rule.name.clone(),
+                });
+            }
+            let principals = logins
+                .iter()
+                .flat_map(|l| hosts.iter().map(move |h| (l, h)))
+                .map(|(l, h)| self.principal(l, h))
+                .collect();
+            return Ok(Grant {
+                rule: rule.name.clone(),
+                hosts,
+                logins,
+                principals,
+                duration: ask.duration,
+                approvals_needed: rule.approvals,
+                extensions: rule.extensions.clone(),
+                critical_options: rule.critical_options.clone(),
+            });
+        }
+        for login in &logins {
+            for host in &hosts {
+                let pair_covered = usable.iter().any(|r| {
+                    self.covers(r, std::slice::from_ref(host), std::slice::from_ref(login))
+                });
+                if !pair_covered {
+                    return Err(Denial::NoRule {
+                        requester: requester.to_string(),
+                        login: login.clone(),
+                        host: host.clone(),
+                    });
+                }
+            }
+        }
+        Err(Denial::NoSingleRule {
+            requester: requester.to_string(),
+        })
+    }
+
+    /// May `approver` approve a request by `requester` for `grant`? Re-evaluates the request
+    /// under the current policy: the requester must still be allowed exactly this grant
+    /// (`decide_request` with the same Ask must return an equal Grant, else
+    /// [`Denial::PolicyChanged`]), approver != requester, and the approver is in one of the
+    /// rule's approvers groups.
+    ///
+    /// Checked in this order: unknown approver, self-approval, policy change, eligibility.
+    pub fn check_approver(
+        &self,
+        approver: &str,
+        requester: &str,
+        grant: &Grant,
+    ) -> Result<(), Denial> {
+        let approving = self
+            .user(approver)
+            .ok_or_else(|| Denial::UnknownUser(approver.to_string()))?;
+        if approver == requester {
+            return Err(Denial::SelfApproval);
+        }
+        let rule = self.still_granted(requester, grant)?;
+        if !approving.in_any(&rule.approvers) {
+            return Err(Denial::NotEligible {
+                approver: approver.to_string(),
+                rule: rule.name.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The rule of `grant` if the current policy still gives `requester` exactly `grant`.
+    fn still_granted(&self, requester: &str, grant: &Grant) -> Result<&Rule, Denial> {
+        match self.decide_request(requester, &grant.ask()) {
+            Ok(now) if now == *grant => self.rule(&grant.rule).ok_or(Denial::PolicyChanged),
+            _ => Err(Denial::PolicyChanged),
+        }
+    }
+
+    /// Approvers eligible for a grant (names, in file order), for `show` and for progress
+    /// messages: exactly the users for whom [`Policy::check_approver`] succeeds, so empty when
+    /// the policy no longer gives the requester this grant.
+    pub fn eligible_approvers(&self, requester: &str, grant: &Grant) -> Vec<String> {
+        let Ok(rule) = self.still_granted(requester, grant) else {
+            return Vec::new();
+        };
+        self.users
+            .iter()
+            .filter(|u| u.name != requester && u.in_any(&rule.approvers))
+            .map(|u| u.name.clone())
+            .collect()
+    }
+
+    /// Whether `user` is in one of the auditors groups.
+    pub fn is_auditor(&self, user: &str) -> bool {
+        self.user(user).is_some_and(|u| u.in_any(&self.auditors))
+    }
+
+    /// Whether `user` is in one of the approvers groups of the rule named `rule` (as the policy
+    /// stands now). Used for `revoke` and for seeing requests, which stay possible for a rule's
+    /// approvers after the rule changed.
+    pub fn is_approver_of(&self, user: &str, rule: &str) -> bool {
+        match (self.user(user), self.rule(rule)) {
+            (Some(u), Some(r)) => u.in_any(&r.approvers),
+            _ => false,
+        }
+    }
+
+    /// May `viewer` see a request (requester themself, an eligible approver, or an auditor)?
+    ///
+    /// "Eligible approver" here means an approver of the grant's rule as the policy stands now,
+    /// without re-judging the request, so approvers can still look at a request that the
+    /// policy no longer allows (to see why it cannot be approved). Unknown viewers see nothing.
+    pub fn may_view(&self, viewer: &str, requester: &str, grant: &Grant) -> bool {
+        if self.user(viewer).is_none() {
+            return false;
+        }
+        viewer == requester || self.is_auditor(viewer) || self.is_approver_of(viewer, &grant.rule)
+    }
+
+    /// For `whoami`: the rules the user may request under, in file order.
+    pub fn rules_requestable_by(&self, user: &str) -> Vec<&Rule> {
+        let Some(u) = self.user(user) else {
+            return Vec::new();
+        };
+        self.rules
+            .iter()
+            .filter(|r| u.in_any(&r.requesters))
+            .collect()
+    }
+
+    /// For `whoami`: the rules the user may approve under, in file order.
+    pub fn rules_approvable_by(&self, user: &str) -> Vec<&Rule> {
+        let Some(u) = self.user(user) else {
+            return Vec::new();
+        };
+        self.rules
+            .iter()
+            .filter(|r| u.in_any(&r.approvers))
+            .collect()
+    }
+}
+
+/// `items` without repeats, keeping the first of each.
+fn without_repeats(items: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        if !out.contains(item) {
+            out.push(item.clone());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const ALICE: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFcMnCu5Au53n0Smp6vhsN8/xGdrmt2Rop3g44zKrrmD a@test";
+    const BOB: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMzM1BPS6NTQ1xrLOF0d6NmSsBIY2EHJ6khjP4iEFDc0 b@test";
+    const CAROL: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFiPMJr4kDcTOZUGs2BNEay6XmIQ5mPA52MRVQMVr4lv c@test";
+    const DAVE: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIItb6dTh8xJDuu1bQkrZX4aSt2wTzdvmMt+YA2Ys2q0M d@test";
+    const ERIN: &str = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBE1co3Pa6sVYJF+dO2AhSCQfVF27ALxNTfTUy7eVL8F9EIokFmDe4bCNFoWX1ZQ1wA7lMqUQ0gVHEAd+QR2f5kE= e@test";
+
+    /// alice: dev; bob: sre, dev; carol: sre; dave: audit; erin: ops (requests db, self-approving
+    /// group).
+    fn config_text() -> String {
+        format!(
+            r#"
+principal_format: "{{login}}@{{host}}"
+users:
+  alice: {{ keys: ["{ALICE}"], groups: [dev] }}
+  bob: {{ keys: ["{BOB}"], groups: [sre, dev] }}
+  carol: {{ keys: ["{CAROL}"], groups: [sre] }}
+  dave: {{ keys: ["{DAVE}"], groups: [audit] }}
+  erin: {{ keys: ["{ERIN}"], groups: [ops] }}
+hosts:
+  web: [web1, web2]
+  web-extra: [web3]
+  db: [db1]
+  staging: [stage1, web1]
+rules:
+  - name: dev-web
+    requesters: [dev]
+    hosts: [web, web-extra]
+    logins: [deploy]
+    max_duration: 2h
+    approvers: [sre]
+    extensions: [permit-pty, permit-agent-forwarding]
+  - name: dev-web-app
+    requesters: [dev]
+    hosts: [web]
+    logins: [deploy, app]
+    max_duration: 8h
+    approvals: 2
+    approvers: [sre]
+    force_command: "journalctl -f"
+  - name: staging
+    requesters: [dev, ops]
+    hosts: [staging]
+    logins: [deploy]
+    max_duration: 1d
+    approvals: 0
+  - name: ops-db
+    requesters: [ops]
+    hosts: [db]
+    logins: [root, postgres]
+    max_duration: 1h
+    approvals: 1
+    approvers: [sre, ops, dev]
+    source_address: "10.0.0.0/8"
+auditors: [audit]
+"#
+        )
+    }
+
+    fn policy() -> Policy {
+        crate::parse(&config_text(), Path::new("/etc/jitca/jitca.yaml"))
+            .unwrap()
+            .policy
+    }
+
+    fn ask(hosts: &[&str], logins: &[&str], secs: u64) -> Ask {
+        Ask {
+            hosts: hosts.iter().map(|s| s.to_string()).collect(),
+            logins: logins.iter().map(|s| s.to_string()).collect(),
+            duration: Duration::from_secs(secs),
+        }
+    }
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn lookups() {
+        let p = policy();
+        assert_eq!(p.user("bob").unwrap().groups, strings(&["sre", "dev"]));
+        assert!(p.user("mallory").is_none());
+        let names: Vec<&str> = p.users().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["alice", "bob", "carol", "dave", "erin"]);
+        assert_eq!(p.principal_format(), "{login}@{host}");
+        assert_eq!(
+            p.rule("ops-db").unwrap().logins,
+            strings(&["root", "postgres"])
+        );
+        assert!(p.rule("nope").is_none());
+        assert_eq!(p.rules().len(), 4);
+        assert_eq!(p.auditor_groups(), strings(&["audit"]).as_slice());
+        let groups: Vec<&str> = p.host_groups().map(|(g, _)| g).collect();
+        assert_eq!(groups, ["web", "web-extra", "db", "staging"]);
+    }
+
+    #[test]
+    fn identify_compares_key_data_not_comment() {
+        let p = policy();
+        let key = PublicKey::from_openssh(BOB).unwrap();
+        assert_eq!(p.identify(&key).unwrap().name, "bob");
+        let mut renamed = key.clone();
+        renamed.set_comment("someone else");
+        assert_eq!(p.identify(&renamed).unwrap().name, "bob");
+        let stranger = PublicKey::from_openssh(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJgizcDTwtD+nPtrkjU/FZilJ0Fpr2jtPcBWQuvCeKFa x",
+        )
+        .unwrap();
+        assert!(p.identify(&stranger).is_none());
+    }
+
+    #[test]
+    fn principals_are_rendered_in_one_pass() {
+        let p = policy();
+        assert_eq!(p.principal("deploy", "web1"), "deploy@web1");
+        // A replacement that looks like a placeholder is not expanded again.
+        assert_eq!(p.principal("{host}", "web1"), "{host}@web1");
+        let custom = crate::parse(
+            "principal_format: \"x-{host}:{login}.y\"\n",
+            Path::new("j.yaml"),
+        )
+        .unwrap()
+        .policy;
+        assert_eq!(custom.principal("deploy", "web1"), "x-web1:deploy.y");
+    }
+
+    #[test]
+    fn first_covering_rule_wins_with_everything_the_certificate_carries() {
+        let p = policy();
+        let grant = p
+            .decide_request("alice", &ask(&["web2", "web1"], &["deploy"], 3600))
+            .unwrap();
+        assert_eq!(
+            grant,
+            Grant {
+                rule: "dev-web".into(),
+                hosts: strings(&["web2", "web1"]),
+                logins: strings(&["deploy"]),
+                principals: strings(&["deploy@web2", "deploy@web1"]),
+                duration: Duration::from_secs(3600),
+                approvals_needed: 1,
+                extensions: strings(&["permit-agent-forwarding", "permit-pty"]),
+                critical_options: BTreeMap::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn hosts_may_span_host_groups_of_one_rule() {
+        let p = policy();
+        let grant = p
+            .decide_request("alice", &ask(&["web1", "web3"], &["deploy"], 60))
+            .unwrap();
+        assert_eq!(grant.rule, "dev-web");
+        assert_eq!(grant.principals, strings(&["deploy@web1", "deploy@web3"]));
+    }
+
+    #[test]
+    fn a_later_rule_wins_when_the_first_does_not_cover_every_login() {
+        let p = policy();
+        let grant = p
+            .decide_request("alice", &ask(&["web1", "web2"], &["app", "deploy"], 3600))
+            .unwrap();
+        assert_eq!(grant.rule, "dev-web-app");
+        assert_eq!(grant.approvals_needed, 2);
+        assert_eq!(
+            grant.principals,
+            strings(&["app@web1", "app@web2", "deploy@web1", "deploy@web2"])
+        );
+        assert_eq!(grant.extensions, strings(&["permit-pty"]));
+        assert_eq!(
+            grant.critical_options,
+            BTreeMap::from([("force-command".to_string(), "journalctl -f".to_string())])
+        );
+    }
+
+    #[test]
+    fn repeats_in_the_ask_are_dropped() {
+        let p = policy();
+        let grant = p
+            .decide_request("alice", &ask(&["web1", "web1"], &["deploy", "deploy"], 60))
+            .unwrap();
+        assert_eq!(grant.hosts, strings(&["web1"]));
+        assert_eq!(grant.principals, strings(&["deploy@web1"]));
+    }
+
+    #[test]
+    fn zero_approvals_and_critical_options_pass_through() {
+        let p = policy();
+        let grant = p
+            .decide_request("erin", &ask(&["stage1"], &["deploy"], 60))
+            .unwrap();
+        assert_eq!(
+            (grant.rule.as_str(), grant.approvals_needed),
+            ("staging", 0)
+        );
+        let grant = p
+            .decide_request("erin", &ask(&["db1"], &["root"], 60))
+            .unwrap();
+        assert_eq!(
+            grant.critical_options,
+            BTreeMap::from([("source-address".to_string(), "10.0.0.0/8".to_string())])
+        );
+    }
+
+    #[test]
+    fn duration_too_long_under_the_first_covering_rule_is_not_passed_on() {
+        let p = policy();
+        // dev-web covers it but allows 2h; dev-web-app (8h) also covers it but comes later.
+        let denial = p
+            .decide_request("alice", &ask(&["web1"], &["deploy"], 3 * 3600))
+            .unwrap_err();
+        assert_eq!(
+            denial,
+            Denial::DurationTooLong {
+                requested: Duration::from_secs(3 * 3600),
+                max: Duration::from_secs(2 * 3600),
+                rule: "dev-web".into(),
+            }
+        );
+        assert_eq!(
+            denial.to_string(),
+            "3h is longer than rule dev-web allows (2h)"
+        );
+        // Exactly max_duration is fine.
+        assert!(
+            p.decide_request("alice", &ask(&["web1"], &["deploy"], 2 * 3600))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn unknown_requester() {
+        let denial = policy()
+            .decide_request("mallory", &ask(&["web1"], &["deploy"], 60))
+            .unwrap_err();
+        assert_eq!(denial, Denial::UnknownUser("mallory".into()));
+        assert_eq!(denial.to_string(), "mallory is not a registered user");
+    }
+
+    #[test]
+    fn unknown_host() {
+        let denial = policy()
+            .decide_request("alice", &ask(&["web1", "web9"], &["deploy"], 60))
+            .unwrap_err();
+        assert_eq!(denial, Denial::UnknownHost("web9".into()));
+        assert_eq!(denial.to_string(), "host web9 is not in any host group");
+    }
+
+    #[test]
+    fn empty_asks_are_refused_never_granted_without_principals() {
+        let p = policy();
+        assert_eq!(
+            p.decide_request("alice", &ask(&[], &["deploy"], 60)),
+            Err(Denial::NoHosts)
+        );
+        assert_eq!(
+            p.decide_request("alice", &ask(&["web1"], &[], 60)),
+            Err(Denial::NoLogins)
+        );
+        assert_eq!(
+            p.decide_request("alice", &ask(&["web1"], &["deploy"], 0)),
+            Err(Denial::ZeroDuration)
+        );
+    }
+
+    #[test]
+    fn no_rule_names_the_first_uncovered_pair() {
+        let p = policy();
+        let denial = p
+            .decide_request("alice", &ask(&["web1", "db1"], &["deploy", "root"], 60))
+            .unwrap_err();
+        assert_eq!(
+            denial,
+            Denial::NoRule {
+                requester: "alice".into(),
+                login: "deploy".into(),
+                host: "db1".into(),
+            }
+        );
+        assert_eq!(
+            denial.to_string(),
+            "no rule lets alice request login deploy on db1"
+        );
+        // A rule for another group does not count: ops-db covers root@db1, but not for alice.
+        let denial = p
+            .decide_request("alice", &ask(&["db1"], &["root"], 60))
+            .unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            "no rule lets alice request login root on db1"
+        );
+        // A login outside every rule.
+        let denial = p
+            .decide_request("alice", &ask(&["web1"], &["root"], 60))
+            .unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            "no rule lets alice request login root on web1"
+        );
+        // A user with no rule at all.
+        let denial = p
+            .decide_request("dave", &ask(&["web1"], &["deploy"], 60))
+            .unwrap_err();
+        assert_eq!(
+            denial.to_string(),
+            "no rule lets dave request login deploy on web1"
+        );
+    }
+
+    #[test]
+    fn pairs_covered_by_different_rules_need_separate_requests() {
+        let p = policy();
+        // deploy@web3 only under dev-web; app@web1 only under dev-web-app.
+        let denial = p
+            .decide_request("alice", &ask(&["web1", "web3"], &["deploy", "app"], 60))
+            .unwrap_err();
+        // app@web3 is covered by no rule: named first.
+        assert_eq!(
+            denial,
+            Denial::NoRule {
+                requester: "alice".into(),
+                login: "app".into(),
+                host: "web3".into(),
+            }
+        );
+        // stage1 under staging, web3 under dev-web: each pair covered, no single rule.
+        let denial = p
+            .decide_request("alice", &ask(&["stage1", "web3"], &["deploy"], 60))
+            .unwrap_err();
+        assert_eq!(
+            denial,
+            Denial::NoSingleRule {
+                requester: "alice".into()
+            }
+        );
+        assert!(denial.to_string().contains("separate requests"));
+    }
+
+    #[test]
+    fn denials_never_echo_control_characters() {
+        let denial = policy()
+            .decide_request("alice", &ask(&["web\x1b[2J"], &["deploy"], 60))
+            .unwrap_err();
+        let text = denial.to_string();
+        assert_eq!(text, "host \"web\\u{1b}[2J\" is not in any host group");
+        let denial = Denial::UnknownUser("a\u{202e}b".into());
+        assert_eq!(
+            denial.to_string(),
+            "\"a\\u{202e}b\" is not a registered user"
+        );
+    }
+
+    #[test]
+    fn approval_by_an_eligible_other_user() {
+        let p = policy();
+        let grant = p
+            .decide_request("alice", &ask(&["web1"], &["deploy"], 60))
+            .unwrap();
+        assert_eq!(p.check_approver("carol", "alice", &grant), Ok(()));
+        assert_eq!(p.check_approver("bob", "alice", &grant), Ok(()));
+        assert_eq!(
+            p.eligible_approvers("alice", &grant),
+            strings(&["bob", "carol"])
+        );
+    }
+
+    #[test]
+    fn self_approval_is_refused_even_for_an_approver() {
+        let p = policy();
+        // bob is in dev (may request) and in sre (may approve).
+        let grant = p
+            .decide_request("bob", &ask(&["web1"], &["deploy"], 60))
+            .unwrap();
+        let denial = p.check_approver("bob", "bob", &grant).unwrap_err();
+        assert_eq!(denial, Denial::SelfApproval);
+        assert_eq!(denial.to_string(), "you cannot approve your own request");
+        assert_eq!(p.eligible_approvers("bob", &grant), strings(&["carol"]));
+    }
+
+    #[test]
+    fn approver_outside_the_approvers_groups() {
+        let p = policy();
+        let grant = p
+            .decide_request("alice", &ask(&["web1"], &["deploy"], 60))
+            .unwrap();
+        let denial = p.check_approver("dave", "alice", &grant).unwrap_err();
+        assert_eq!(
+            denial,
+            Denial::NotEligible {
+                approver: "dave".into(),
+                rule: "dev-web".into()
+            }
+        );
+        assert_eq!(
+            denial.to_string(),
+            "dave may not approve requests under rule dev-web"
+        );
+        assert_eq!(
+            p.check_approver("mallory", "alice", &grant),
+            Err(Denial::UnknownUser("mallory".into()))
+        );
+    }
+
+    #[test]
+    fn approval_re_judges_the_request_under_the_current_policy() {
+        let p = policy();
+        let grant = p
+            .decide_request("alice", &ask(&["web1"], &["deploy"], 3600))
+            .unwrap();
+
+        // The rule's max_duration shrank below the grant's duration.
+        let shorter = crate::parse(
+            &config_text().replace("max_duration: 2h", "max_duration: 30m"),
+            Path::new("j.yaml"),
+        )
+        .unwrap()
+        .policy;
+        assert_eq!(
+            shorter.check_approver("carol", "alice", &grant),
+            Err(Denial::PolicyChanged)
+        );
+        assert!(shorter.eligible_approvers("alice", &grant).is_empty());
+
+        // The rule gained an extension: the grant would differ.
+        let wider = crate::parse(
+            &config_text().replace(
+                "[permit-pty, permit-agent-forwarding]",
+                "[permit-pty, permit-X11-forwarding]",
+            ),
+            Path::new("j.yaml"),
+        )
+        .unwrap()
+        .policy;
+        assert_eq!(
+            wider.check_approver("carol", "alice", &grant),
+            Err(Denial::PolicyChanged)
+        );
+
+        // The requester left the config.
+        let gone = crate::parse(
+            &config_text().replace(
+                &format!("  alice: {{ keys: [\"{ALICE}\"], groups: [dev] }}\n"),
+                "",
+            ),
+            Path::new("j.yaml"),
+        )
+        .unwrap()
+        .policy;
+        assert_eq!(
+            gone.check_approver("carol", "alice", &grant),
+            Err(Denial::PolicyChanged)
+        );
+
+        // A grant that was tampered with does not match what the policy gives.
+        let mut forged = grant.clone();
+        forged.principals = strings(&["root@web1"]);
+        assert_eq!(
+            p.check_approver("carol", "alice", &forged),
+            Err(Denial::PolicyChanged)
+        );
+        let mut fewer = grant.clone();
+        fewer.approvals_needed = 0;
+        assert_eq!(
+            p.check_approver("carol", "alice", &fewer),
+            Err(Denial::PolicyChanged)
+        );
+
+        // Unchanged policy text: still fine.
+        let same = crate::parse(&config_text(), Path::new("j.yaml"))
+            .unwrap()
+            .policy;
+        assert_eq!(same.check_approver("carol", "alice", &grant), Ok(()));
+    }
+
+    #[test]
+    fn a_new_earlier_rule_that_takes_over_changes_the_grant() {
+        let p = policy();
+        let grant = p
+            .decide_request("alice", &ask(&["web1"], &["deploy"], 60))
+            .unwrap();
+        let text = config_text().replace(
+            "rules:\n",
+            "rules:\n  - name: early\n    requesters: [dev]\n    hosts: [web]\n    logins: [deploy]\n    max_duration: 1h\n    approvals: 0\n",
+        );
+        let changed = crate::parse(&text, Path::new("j.yaml")).unwrap().policy;
+        assert_eq!(
+            changed.check_approver("carol", "alice", &grant),
+            Err(Denial::PolicyChanged)
+        );
+    }
+
+    #[test]
+    fn auditors() {
+        let p = policy();
+        assert!(p.is_auditor("dave"));
+        assert!(!p.is_auditor("alice"));
+        assert!(!p.is_auditor("mallory"));
+        let denial = Denial::NotAuditor;
+        assert_eq!(denial.to_string(), "only auditors may do this");
+    }
+
+    #[test]
+    fn who_may_view_a_request() {
+        let p = policy();
+        let grant = p
+            .decide_request("alice", &ask(&["web1"], &["deploy"], 60))
+            .unwrap();
+        assert!(p.may_view("alice", "alice", &grant));
+        assert!(p.may_view("carol", "alice", &grant));
+        assert!(p.may_view("dave", "alice", &grant));
+        assert!(!p.may_view("erin", "alice", &grant));
+        assert!(!p.may_view("mallory", "alice", &grant));
+        // An approver of the rule still sees a request the policy no longer allows.
+        let mut stale = grant.clone();
+        stale.duration = Duration::from_secs(99 * 3600);
+        assert!(p.may_view("carol", "alice", &stale));
+        // A rule that went away: only the requester and auditors.
+        let mut orphan = grant;
+        orphan.rule = "gone".into();
+        assert!(p.may_view("alice", "alice", &orphan));
+        assert!(p.may_view("dave", "alice", &orphan));
+        assert!(!p.may_view("carol", "alice", &orphan));
+    }
+
+    #[test]
+    fn approver_groups_can_include_the_requesters_own_group() {
+        let p = policy();
+        // ops-db: erin (ops) requests; approvers sre, ops, dev: everyone but erin and dave.
+        let grant = p
+            .decide_request("erin", &ask(&["db1"], &["root"], 60))
+            .unwrap();
+        assert_eq!(
+            p.eligible_approvers("erin", &grant),
+            strings(&["alice", "bob", "carol"])
+        );
+        assert_eq!(
+            p.check_approver("erin", "erin", &grant),
+            Err(Denial::SelfApproval)
+        );
+        assert!(p.is_approver_of("alice", "ops-db"));
+        assert!(!p.is_approver_of("dave", "ops-db"));
+        assert!(!p.is_approver_of("alice", "nope"));
+        assert!(!p.is_approver_of("mallory", "ops-db"));
+    }
+
+    #[test]
+    fn rules_for_whoami() {
+        let p = policy();
+        let names = |rules: Vec<&Rule>| rules.iter().map(|r| r.name.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            names(p.rules_requestable_by("alice")),
+            ["dev-web", "dev-web-app", "staging"]
+        );
+        assert_eq!(names(p.rules_requestable_by("erin")), ["staging", "ops-db"]);
+        assert!(p.rules_requestable_by("dave").is_empty());
+        assert!(p.rules_requestable_by("mallory").is_empty());
+        assert_eq!(
+            names(p.rules_approvable_by("carol")),
+            ["dev-web", "dev-web-app", "ops-db"]
+        );
+        assert_eq!(names(p.rules_approvable_by("alice")), ["ops-db"]);
+        assert!(p.rules_approvable_by("dave").is_empty());
+        assert!(p.rules_approvable_by("mallory").is_empty());
+    }
+
+    #[test]
+    fn hosts_and_logins_per_rule_and_host() {
+        let p = policy();
+        let rule = p.rule("dev-web").unwrap();
+        assert_eq!(p.hosts_of_rule(rule), strings(&["web1", "web2", "web3"]));
+        // web1 is in two host groups: listed once.
+        let text = config_text().replace("hosts: [staging]", "hosts: [staging, web]");
+        let p2 = crate::parse(&text, Path::new("j.yaml")).unwrap().policy;
+        assert_eq!(
+            p2.hosts_of_rule(p2.rule("staging").unwrap()),
+            strings(&["stage1", "web1", "web2"])
+        );
+        assert_eq!(p.logins_for_host("web1"), strings(&["deploy", "app"]));
+        assert_eq!(p.logins_for_host("db1"), strings(&["root", "postgres"]));
+        assert!(p.logins_for_host("nowhere").is_empty());
+    }
+
+    #[test]
+    fn grant_round_trips_through_serde() {
+        let p = policy();
+        let grant = p
+            .decide_request("alice", &ask(&["web1"], &["deploy", "app"], 60))
+            .unwrap();
+        let text = serde_yaml::to_string(&grant).unwrap();
+        let back: Grant = serde_yaml::from_str(&text).unwrap();
+        assert_eq!(back, grant);
+        assert_eq!(grant.ask(), ask(&["web1"], &["deploy", "app"], 60));
+    }
+}

@@ -1,0 +1,261 @@
+//! The signer: turns an approved grant into an OpenSSH user certificate.
+//!
+//! It holds the CA private key and nothing else. Every certificate it signs is checked twice:
+//! the template is refused before signing when it could fail open (no principals, serial 0,
+//! an empty key id, an empty or inverted validity window), and the signed certificate is read
+//! back and validated against the CA before it is handed out.
+
+mod keys;
+
+pub use keys::{check_subject_key, generate_ed25519, load_private_key, write_private_key};
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use ssh_key::certificate::{Builder, CertType, Certificate};
+use ssh_key::{HashAlg, PrivateKey, PublicKey};
+
+/// Why a certificate was not signed, or a key could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SignerError {
+    /// The key file could not be read.
+    #[error("cannot read key file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    /// The key file exists but is not an OpenSSH private key we can use.
+    #[error("{path} is not a usable OpenSSH private key: {reason}")]
+    BadKey { path: String, reason: String },
+    /// A key file could not be written (it exists already, or the folder is not writable).
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+    /// The certificate template would fail open; nothing was signed.
+    #[error("refusing to sign: {0}")]
+    Template(&'static str),
+    /// The public key sent for certification cannot be certified.
+    #[error("{0}")]
+    Subject(String),
+    /// The signature itself failed, or the signed certificate did not verify.
+    #[error("signing failed: {0}")]
+    Signing(String),
+}
+
+/// Everything a certificate carries. Built by the authority from a stored, approved request.
+#[derive(Debug, Clone)]
+pub struct CertTemplate<'a> {
+    pub subject: &'a PublicKey,
+    pub serial: u64,
+    pub key_id: &'a str,
+    pub principals: &'a [String],
+    /// Unix seconds.
+    pub valid_after: u64,
+    /// Unix seconds; must be later than `valid_after`.
+    pub valid_before: u64,
+    pub extensions: &'a [String],
+    pub critical_options: &'a BTreeMap<String, String>,
+}
+
+/// A signed certificate and its OpenSSH one-line form.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub certificate: Certificate,
+    pub openssh: String,
+}
+
+/// The certificate authority: the CA key and the operations that use it.
+pub struct CertAuthority {
+    key: PrivateKey,
+    public_line: String,
+}
+
+impl CertAuthority {
+    /// Loads the CA private key from an unencrypted OpenSSH private key file.
+    pub fn load(path: &Path) -> Result<Self, SignerError> {
+        Self::from_key(load_private_key(path)?)
+    }
+
+    pub fn from_key(key: PrivateKey) -> Result<Self, SignerError> {
+        let mut public = key.public_key().clone();
+        public.set_comment("jitca-ca");
+        let public_line = public
+            .to_openssh()
+            .map_err(|e| SignerError::Signing(e.to_string()))?;
+        Ok(Self { key, public_line })
+    }
+
+    /// The CA public key as one `authorized_keys`-style line, for `TrustedUserCAKeys`.
+    pub fn public_key_line(&self) -> &str {
+        &self.public_line
+    }
+
+    pub fn public_key(&self) -> &PublicKey {
+        self.key.public_key()
+    }
+
+    /// Signs a user certificate exactly as the template says, after refusing any template that
+    /// could fail open.
+    pub fn sign(&self, t: &CertTemplate<'_>) -> Result<Signed, SignerError> {
+        if t.principals.is_empty() || t.principals.iter().any(|p| p.is_empty()) {
+            return Err(SignerError::Template(
+                "a certificate without principals is valid for every login",
+            ));
+        }
+        if t.serial == 0 {
+            return Err(SignerError::Template("serial 0 is reserved"));
+        }
+        if t.key_id.is_empty() {
+            return Err(SignerError::Template("the key id is empty"));
+        }
+        if t.valid_before <= t.valid_after {
+            return Err(SignerError::Template("the validity window is empty"));
+        }
+        check_subject_key(t.subject)?;
+
+        let signing = |e: ssh_key::Error| SignerError::Signing(e.to_string());
+        let mut rng = rand::rng();
+        let mut builder = Builder::new_with_random_nonce(
+            &mut rng,
+            t.subject.key_data().clone(),
+            t.valid_after,
+            t.valid_before,
+        )
+        .map_err(signing)?;
+        builder
+            .serial(t.serial)
+            .map_err(signing)?
+            .cert_type(CertType::User)
+            .map_err(signing)?
+            .key_id(t.key_id)
+            .map_err(signing)?;
+        for principal in t.principals {
+            builder.valid_principal(principal.as_str()).map_err(signing)?;
+        }
+        for extension in t.extensions {
+            builder
+                .extension(extension.as_str(), "")
+                .map_err(signing)?;
+        }
+        for (name, value) in t.critical_options {
+            builder
+                .critical_option(name.as_str(), value.as_str())
+                .map_err(signing)?;
+        }
+        let certificate = builder.sign(&self.key).map_err(signing)?;
+        self.post_sign_check(t, &certificate)?;
+        let openssh = certificate.to_openssh().map_err(signing)?;
+        Ok(Signed {
+            certificate,
+            openssh,
+        })
+    }
+
+    /// Reads the signed certificate back: it must verify against this CA and carry exactly the
+    /// template's fields.
+    fn post_sign_check(&self, t: &CertTemplate<'_>, cert: &Certificate) -> Result<(), SignerError> {
+        let fingerprint = self.key.public_key().fingerprint(HashAlg::Sha256);
+        cert.validate_at(t.valid_after, [&fingerprint])
+            .map_err(|e| SignerError::Signing(format!("signed certificate does not verify: {e}")))?;
+        let same = cert.serial() == t.serial
+            && cert.cert_type() == CertType::User
+            && cert.key_id() == t.key_id
+            && cert.valid_principals() == t.principals
+            && cert.valid_before() == t.valid_before
+            && cert.extensions().len() == t.extensions.len()
+            && cert.critical_options().len() == t.critical_options.len();
+        if !same {
+            return Err(SignerError::Signing(
+                "signed certificate differs from its template".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca() -> CertAuthority {
+        CertAuthority::from_key(generate_ed25519("test-ca").unwrap()).unwrap()
+    }
+
+    fn subject() -> PublicKey {
+        generate_ed25519("alice").unwrap().public_key().clone()
+    }
+
+    fn template<'a>(
+        subject: &'a PublicKey,
+        principals: &'a [String],
+        options: &'a BTreeMap<String, String>,
+        extensions: &'a [String],
+    ) -> CertTemplate<'a> {
+        CertTemplate {
+            subject,
+            serial: 7,
+            key_id: "jitca:r-1:alice:approvers=bob",
+            principals,
+            valid_after: 1_800_000_000,
+            valid_before: 1_800_003_600,
+            extensions,
+            critical_options: options,
+        }
+    }
+
+    #[test]
+    fn signs_exactly_the_template() {
+        let ca = ca();
+        let subject = subject();
+        let principals = vec!["deploy@web1".to_string(), "deploy@web2".to_string()];
+        let mut options = BTreeMap::new();
+        options.insert("force-command".to_string(), "uptime".to_string());
+        let extensions = vec!["permit-pty".to_string()];
+        let signed = ca
+            .sign(&template(&subject, &principals, &options, &extensions))
+            .unwrap();
+        let cert = Certificate::from_openssh(&signed.openssh).unwrap();
+        assert_eq!(cert.serial(), 7);
+        assert_eq!(cert.cert_type(), CertType::User);
+        assert_eq!(cert.valid_principals(), principals.as_slice());
+        assert_eq!(cert.key_id(), "jitca:r-1:alice:approvers=bob");
+        assert_eq!(cert.valid_after(), 1_800_000_000);
+        assert_eq!(cert.valid_before(), 1_800_003_600);
+        assert_eq!(cert.public_key(), subject.key_data());
+        assert!(cert.extensions().contains_key("permit-pty"));
+        assert_eq!(cert.extensions().len(), 1);
+        assert_eq!(
+            cert.critical_options().get("force-command").map(String::as_str),
+            Some("uptime")
+        );
+    }
+
+    #[test]
+    fn refuses_templates_that_fail_open() {
+        let ca = ca();
+        let subject = subject();
+        let principals = vec!["deploy@web1".to_string()];
+        let none: Vec<String> = vec![];
+        let options = BTreeMap::new();
+        let ext = vec![];
+        let t = template(&subject, &none, &options, &ext);
+        assert!(matches!(ca.sign(&t), Err(SignerError::Template(_))));
+        let empty = vec![String::new()];
+        let t = template(&subject, &empty, &options, &ext);
+        assert!(matches!(ca.sign(&t), Err(SignerError::Template(_))));
+        let mut t = template(&subject, &principals, &options, &ext);
+        t.serial = 0;
+        assert!(matches!(ca.sign(&t), Err(SignerError::Template(_))));
+        let mut t = template(&subject, &principals, &options, &ext);
+        t.key_id = "";
+        assert!(matches!(ca.sign(&t), Err(SignerError::Template(_))));
+        let mut t = template(&subject, &principals, &options, &ext);
+        t.valid_before = t.valid_after;
+        assert!(matches!(ca.sign(&t), Err(SignerError::Template(_))));
+    }
+
+    #[test]
+    fn refuses_weak_subject_keys() {
+        // ssh-keygen -t rsa -b 1024
+        let weak = PublicKey::from_openssh("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQC6t8D0YnPnSpNmisyeKnmTNF3hAkpI+ozfkWhvU9YcT/M1vqrDCWY4vWmXZV9xyHB9y8UT1FZlYEHo6O+pHRH116fcMjgkQkZbs16sQOcfnMC7idFhr/u10r2RQhZ2U3FMDXoCd9DBy3M+4G/wJrUM/tMY3snhGkSy50pn8dhXBw== weak").unwrap();
+        let err = check_subject_key(&weak).unwrap_err().to_string();
+        assert!(err.contains("1024 bits is too weak"), "{err}");
+        assert!(check_subject_key(&subject()).is_ok());
+    }
+}

@@ -1,0 +1,412 @@
+//! Real peers for the end-to-end tests: the `jitca` binary, OpenSSH's `ssh` and `ssh-keygen`,
+//! and `sshd` on loopback ports. Nothing here is mocked.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub const JITCA: &str = env!("CARGO_BIN_EXE_jitca");
+
+/// What a finished command gave.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    fn from(output: std::process::Output) -> Self {
+        Out {
+            status: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert_eq!(self.status, 0, "expected success, got {self:#?}");
+        self
+    }
+
+    /// A refusal: exit 1 and one `jitca:` line on stderr containing `needle`.
+    #[track_caller]
+    pub fn refused(&self, needle: &str) -> &Self {
+        assert_eq!(self.status, 1, "expected exit 1 containing {needle:?}, got {self:#?}");
+        self.one_line(needle)
+    }
+
+    /// A usage error: exit 2 and one `jitca:` line on stderr containing `needle`.
+    #[track_caller]
+    pub fn usage(&self, needle: &str) -> &Self {
+        assert_eq!(self.status, 2, "expected exit 2 containing {needle:?}, got {self:#?}");
+        self.one_line(needle)
+    }
+
+    #[track_caller]
+    fn one_line(&self, needle: &str) -> &Self {
+        let lines: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("jitca: ")).collect();
+        assert_eq!(lines.len(), 1, "expected one jitca: line, got {self:#?}");
+        assert!(lines[0].contains(needle), "expected {needle:?} in {self:#?}");
+        assert!(self.stdout.is_empty(), "a refusal printed on stdout: {self:#?}");
+        self
+    }
+}
+
+pub fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Out {
+    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    if let Some(bytes) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        let bytes = bytes.to_vec();
+        // Written from a thread: a large input must not deadlock against our reads.
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&bytes);
+        });
+    }
+    Out::from(child.wait_with_output().expect("wait"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A person with an SSH key pair made by `ssh-keygen`.
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub name: String,
+    pub key: PathBuf,
+}
+
+impl Person {
+    pub fn new(dir: &Path, name: &str) -> Self {
+        let key = dir.join(format!("{name}_ed25519"));
+        keygen(&key, name);
+        Person {
+            name: name.to_string(),
+            key,
+        }
+    }
+
+    pub fn public_key(&self) -> String {
+        std::fs::read_to_string(pub_path(&self.key)).unwrap().trim().to_string()
+    }
+}
+
+pub fn pub_path(key: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.pub", key.display()))
+}
+
+pub fn keygen(path: &Path, comment: &str) {
+    let out = run(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(path),
+        None,
+    );
+    assert_eq!(out.status, 0, "ssh-keygen: {out:?}");
+}
+
+/// Options that keep the OpenSSH client to exactly the key given, non-interactive.
+fn client_options(cmd: &mut Command, key: &Path) {
+    cmd.arg("-i")
+        .arg(key)
+        .args([
+            "-o", "IdentitiesOnly=yes",
+            "-o", "IdentityAgent=none",
+            "-o", "BatchMode=yes",
+            "-o", "StrictHostKeyChecking=no",
+            "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR",
+            "-o", "ConnectTimeout=10",
+            "-F", "/dev/null",
+        ]);
+}
+
+/// A running `jitca serve` with its own folder, config and store.
+pub struct Ca {
+    pub dir: TempDir,
+    pub config: PathBuf,
+    pub port: u16,
+    child: Option<Child>,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Ca {
+    /// `jitca init` in a fresh folder, then `config` written as jitca.yaml, then `serve`.
+    pub fn start(config: &str) -> Ca {
+        let dir = tempfile::tempdir().unwrap();
+        let init = run(Command::new(JITCA).arg("init").arg("--dir").arg(dir.path()), None);
+        assert_eq!(init.status, 0, "init: {init:?}");
+        let path = dir.path().join("jitca.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut ca = Ca {
+            dir,
+            config: path,
+            port: 0,
+            child: None,
+            log: Arc::default(),
+        };
+        ca.spawn();
+        ca
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(JITCA)
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("JITCA_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start jitca");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&format!("{line}\n"));
+                if let Some(port) = line
+                    .split("listening on 127.0.0.1:")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|p| p.parse::<u16>().ok())
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        });
+        self.port = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("jitca did not start:\n{}", self.log.lock().unwrap()));
+        self.child = Some(child);
+    }
+
+    /// Stops the daemon (SIGKILL: nothing gets a chance to flush) and starts it again.
+    pub fn restart_hard(&mut self) {
+        self.stop_hard();
+        self.spawn();
+    }
+
+    pub fn stop_hard(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// `ssh -p PORT jitca@127.0.0.1 COMMAND` as `who`, with `stdin` piped in if given.
+    pub fn ssh(&self, who: &Person, command: &str, stdin: Option<&[u8]>) -> Out {
+        self.ssh_with(who, &[], command, stdin)
+    }
+
+    pub fn ssh_with(&self, who: &Person, extra: &[&str], command: &str, stdin: Option<&[u8]>) -> Out {
+        let mut cmd = Command::new("ssh");
+        client_options(&mut cmd, &who.key);
+        cmd.args(["-p", &self.port.to_string()])
+            .args(extra)
+            .arg("jitca@127.0.0.1")
+            .arg(command);
+        run(&mut cmd, stdin)
+    }
+
+    /// `request` with `who`'s own public key on stdin.
+    pub fn request(&self, who: &Person, args: &str) -> Out {
+        let key = who.public_key();
+        self.ssh(who, &format!("request {args}"), Some(key.as_bytes()))
+    }
+
+    pub fn ca_pub(&self) -> PathBuf {
+        self.dir.path().join("ca.pub")
+    }
+
+    /// Every request the auditor-ish `who` may see, as JSON objects.
+    pub fn list_json(&self, who: &Person) -> Vec<serde_json::Value> {
+        let out = self.ssh(who, "list --json", None);
+        out.ok();
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+            .collect()
+    }
+
+    pub fn show_json(&self, who: &Person, id: &str) -> serde_json::Value {
+        let out = self.ssh(who, &format!("show {id} --json"), None);
+        out.ok();
+        serde_json::from_str(out.stdout.trim()).unwrap()
+    }
+}
+
+impl Drop for Ca {
+    fn drop(&mut self) {
+        self.stop_hard();
+    }
+}
+
+/// A real `sshd` on a loopback port, standing for one host: it trusts the CA and reads
+/// principals from `principals/%u`, holding `LOGIN@HOST` for each login.
+pub struct Sshd {
+    pub dir: TempDir,
+    pub port: u16,
+    child: Child,
+}
+
+impl Sshd {
+    pub fn start(host: &str, ca_pub: &Path, logins: &[&str], extra_config: &str) -> Sshd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd (are the tests running as root?)");
+        keygen(&d.join("host_key"), "sshd-host");
+        std::fs::create_dir(d.join("principals")).unwrap();
+        for login in logins {
+            std::fs::write(d.join("principals").join(login), format!("{login}@{host}\n")).unwrap();
+        }
+        std::fs::copy(ca_pub, d.join("ca.pub")).unwrap();
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             AuthorizedKeysFile none\nTrustedUserCAKeys {d}/ca.pub\n\
+             AuthorizedPrincipalsFile {d}/principals/%u\nLogLevel VERBOSE\n{extra_config}\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).unwrap();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start /usr/sbin/sshd (is openssh-server installed? scripts/test installs it)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not start: {}", std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd {
+            dir,
+            port,
+
+            child,
+        }
+    }
+
+    /// Logs in as `login` with `key` and `cert`, runs `echo jitca-ok-$(id -un)`.
+    pub fn login(&self, login: &str, key: &Path, cert: &Path) -> Out {
+        let mut cmd = Command::new("ssh");
+        client_options(&mut cmd, key);
+        cmd.arg("-o")
+            .arg(format!("CertificateFile={}", cert.display()))
+            .args(["-p", &self.port.to_string()])
+            .arg(format!("{login}@127.0.0.1"))
+            .arg("echo jitca-ok-$(id -un)");
+        run(&mut cmd, None)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A team for the tests: alice requests; bob, carol and frank approve web; dave approves db;
+/// ivy audits; mallory has a key nobody registered.
+pub struct Team {
+    pub dir: TempDir,
+    pub alice: Person,
+    pub bob: Person,
+    pub carol: Person,
+    pub frank: Person,
+    pub dave: Person,
+    pub ivy: Person,
+    pub mallory: Person,
+}
+
+impl Team {
+    pub fn new() -> Team {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| Person::new(dir.path(), n);
+        Team {
+            alice: p("alice"),
+            bob: p("bob"),
+            carol: p("carol"),
+            frank: p("frank"),
+            dave: p("dave"),
+            ivy: p("ivy"),
+            mallory: p("mallory"),
+            dir,
+        }
+    }
+
+    /// The standard config: `web` needs one approval from sre, `pair` two, `db` one from dba,
+    /// `lab` none.
+    pub fn config(&self, pending_ttl: &str) -> String {
+        let user = |p: &Person, groups: &str| {
+            format!("  {}:\n    keys: [\"{}\"]\n    groups: [{groups}]\n", p.name, p.public_key())
+        };
+        format!(
+            "listen: \"127.0.0.1:0\"\nca_key: ca\nhost_key: host_ed25519\ndata_dir: data\n\
+             pending_ttl: {pending_ttl}\nusers:\n{}{}{}{}{}{}\
+             hosts:\n  web: [web1, web2]\n  pairs: [pair1]\n  db: [db1]\n  lab: [lab1]\n\
+             rules:\n\
+             \x20 - name: dev-web\n    requesters: [dev]\n    hosts: [web]\n    logins: [root, nobody]\n    max_duration: 2h\n    approvals: 1\n    approvers: [sre]\n\
+             \x20 - name: dev-pair\n    requesters: [dev]\n    hosts: [pairs]\n    logins: [root]\n    max_duration: 1h\n    approvals: 2\n    approvers: [sre]\n\
+             \x20 - name: dev-db\n    requesters: [dev]\n    hosts: [db]\n    logins: [root]\n    max_duration: 1h\n    approvals: 1\n    approvers: [dba]\n\
+             \x20 - name: dev-lab\n    requesters: [dev]\n    hosts: [lab]\n    logins: [root]\n    max_duration: 30m\n    approvals: 0\n    extensions: [permit-pty, permit-port-forwarding]\n    force_command: \"echo forced\"\n\
+             auditors: [audit]\n",
+            user(&self.alice, "dev"),
+            user(&self.bob, "sre"),
+            user(&self.carol, "sre"),
+            user(&self.frank, "sre"),
+            user(&self.dave, "dba"),
+            user(&self.ivy, "audit"),
+        )
+    }
+}
+
+/// The request id a `request --no-wait` printed.
+pub fn id_of(out: &Out) -> String {
+    out.ok();
+    let id = out.stdout.trim().to_string();
+    assert!(!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()), "{out:?}");
+    id
+}
+
+/// Writes a certificate next to a copy of the person's key, as `ssh` expects it.
+pub fn save_cert(dir: &Path, name: &str, cert: &str) -> PathBuf {
+    let path = dir.join(format!("{name}-cert.pub"));
+    std::fs::write(&path, cert).unwrap();
+    path
+}
+
+pub fn keygen_l(cert: &Path) -> String {
+    let out = run(Command::new("ssh-keygen").arg("-L").arg("-f").arg(cert), None);
+    assert_eq!(out.status, 0, "{out:?}");
+    out.stdout
+}
