@@ -11,29 +11,58 @@ use crate::harness::*;
 fn init_creates_keys_and_a_valid_config_and_never_overwrites() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("ca");
-    run(Command::new(JITCA).arg("init").arg("--dir").arg(&target), None).ok();
-    for (file, mode) in [("ca", 0o600), ("ca.pub", 0o644), ("host_ed25519", 0o600), ("host_ed25519.pub", 0o644)] {
+    run(
+        Command::new(JITCA).arg("init").arg("--dir").arg(&target),
+        None,
+    )
+    .ok();
+    for (file, mode) in [
+        ("ca", 0o600),
+        ("ca.pub", 0o644),
+        ("host_ed25519", 0o600),
+        ("host_ed25519.pub", 0o644),
+    ] {
         let meta = std::fs::metadata(target.join(file)).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, mode, "{file}");
     }
     let ca_pub = std::fs::read_to_string(target.join("ca.pub")).unwrap();
     assert!(ca_pub.starts_with("ssh-ed25519 "));
     let before = std::fs::read(target.join("ca")).unwrap();
-    let again = run(Command::new(JITCA).arg("init").arg("--dir").arg(&target), None);
+    let again = run(
+        Command::new(JITCA).arg("init").arg("--dir").arg(&target),
+        None,
+    );
     assert_eq!(again.status, 1, "{again:?}");
     assert!(again.stderr.contains("exists already"), "{again:?}");
-    assert_eq!(std::fs::read(target.join("ca")).unwrap(), before, "the CA key is untouched");
-    let check = run(Command::new(JITCA).arg("check").arg("--config").arg(target.join("jitca.yaml")), None);
+    assert_eq!(
+        std::fs::read(target.join("ca")).unwrap(),
+        before,
+        "the CA key is untouched"
+    );
+    let check = run(
+        Command::new(JITCA)
+            .arg("check")
+            .arg("--config")
+            .arg(target.join("jitca.yaml")),
+        None,
+    );
     check.ok();
 }
 
 /// Writes `config` as DIR/jitca.yaml next to a fresh CA, runs `jitca check`.
 fn check(config: &str) -> Out {
     let dir = tempfile::tempdir().unwrap();
-    run(Command::new(JITCA).arg("init").arg("--dir").arg(dir.path()), None).ok();
+    run(
+        Command::new(JITCA).arg("init").arg("--dir").arg(dir.path()),
+        None,
+    )
+    .ok();
     let path = dir.path().join("jitca.yaml");
     std::fs::write(&path, config).unwrap();
-    run(Command::new(JITCA).arg("check").arg("--config").arg(&path), None)
+    run(
+        Command::new(JITCA).arg("check").arg("--config").arg(&path),
+        None,
+    )
 }
 
 #[track_caller]
@@ -42,7 +71,9 @@ fn invalid(config: &str, line: usize, needle: &str) {
     assert_eq!(out.status, 1, "{out:?}");
     let wanted = format!("jitca.yaml:{line}: ");
     assert!(
-        out.stderr.lines().any(|l| l.contains(&wanted) && l.contains(needle)),
+        out.stderr
+            .lines()
+            .any(|l| l.contains(&wanted) && l.contains(needle)),
         "expected {wanted}...{needle} in {out:#?}"
     );
 }
@@ -80,14 +111,20 @@ fn check_names_the_line_and_the_problem() {
     let c = good.replace("permit-port-forwarding", "permit-everything");
     invalid(&c, line_of("permit-port-forwarding"), "permit-everything");
     // A principal format without {host}.
-    let c = good.replace("data_dir: data", "data_dir: data\nprincipal_format: \"{login}\"");
+    let c = good.replace(
+        "data_dir: data",
+        "data_dir: data\nprincipal_format: \"{login}\"",
+    );
     invalid(&c, line_of("data_dir") + 1, "{host}");
     // Several problems: each is named.
     let c = good
         .replace("approvers: [dba]", "approvers: [dbadmins]")
         .replace("permit-port-forwarding", "permit-everything");
     let out = check(&c);
-    assert!(out.stderr.contains("dbadmins") && out.stderr.contains("permit-everything"), "{out:?}");
+    assert!(
+        out.stderr.contains("dbadmins") && out.stderr.contains("permit-everything"),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -118,22 +155,70 @@ fn serve_dev_registers_the_users_keys_and_issues() {
             }
         }
     });
-    let printed = rx.recv_timeout(Duration::from_secs(30)).expect("dev mode printed next steps");
+    let printed = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("dev mode printed next steps");
     let port: u16 = printed
         .split("listening on 127.0.0.1:")
         .nth(1)
         .and_then(|r| r.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .unwrap();
-    assert!(printed.contains(&format!("ssh -p {port} jitca@127.0.0.1 whoami")), "{printed}");
+    assert!(
+        printed.contains(&format!("ssh -p {port} jitca@127.0.0.1 whoami")),
+        "{printed}"
+    );
     let mut ssh = Command::new("ssh");
-    ssh.args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-i"])
-        .arg(&me.key)
-        .args(["-p", &port.to_string(), "jitca@127.0.0.1", "request", "localhost", "--as", "root", "--for", "15m", "--reason", "trying", "jitca"]);
+    ssh.args([
+        "-F",
+        "/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-i",
+    ])
+    .arg(&me.key)
+    .args([
+        "-p",
+        &port.to_string(),
+        "jitca@127.0.0.1",
+        "request",
+        "localhost",
+        "--as",
+        "root",
+        "--for",
+        "15m",
+        "--reason",
+        "trying",
+        "jitca",
+    ]);
     let out = run(&mut ssh, Some(me.public_key().as_bytes()));
     let _ = child.kill();
     let _ = child.wait();
     out.ok();
-    assert!(out.stdout.starts_with("ssh-ed25519-cert-v01@openssh.com"), "{out:?}");
-    assert!(dir.join("jitca.yaml").exists() && dir.join("ca").exists() && dir.join("data").exists());
+    assert!(
+        out.stdout.starts_with("ssh-ed25519-cert-v01@openssh.com"),
+        "{out:?}"
+    );
+    assert!(
+        dir.join("jitca.yaml").exists() && dir.join("ca").exists() && dir.join("data").exists()
+    );
+}
+
+#[test]
+fn the_example_config_in_deploy_passes_check() {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/jitca.example.yaml"
+    ))
+    .unwrap();
+    let local = example
+        .replace("/etc/jitca/", "")
+        .replace("/var/lib/jitca", "data");
+    check(&local).ok();
 }

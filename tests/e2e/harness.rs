@@ -38,31 +38,51 @@ impl Out {
     /// A refusal: exit 1 and one `jitca:` line on stderr containing `needle`.
     #[track_caller]
     pub fn refused(&self, needle: &str) -> &Self {
-        assert_eq!(self.status, 1, "expected exit 1 containing {needle:?}, got {self:#?}");
+        assert_eq!(
+            self.status, 1,
+            "expected exit 1 containing {needle:?}, got {self:#?}"
+        );
         self.one_line(needle)
     }
 
     /// A usage error: exit 2 and one `jitca:` line on stderr containing `needle`.
     #[track_caller]
     pub fn usage(&self, needle: &str) -> &Self {
-        assert_eq!(self.status, 2, "expected exit 2 containing {needle:?}, got {self:#?}");
+        assert_eq!(
+            self.status, 2,
+            "expected exit 2 containing {needle:?}, got {self:#?}"
+        );
         self.one_line(needle)
     }
 
     #[track_caller]
     fn one_line(&self, needle: &str) -> &Self {
-        let lines: Vec<&str> = self.stderr.lines().filter(|l| l.starts_with("jitca: ")).collect();
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("jitca: "))
+            .collect();
         assert_eq!(lines.len(), 1, "expected one jitca: line, got {self:#?}");
-        assert!(lines[0].contains(needle), "expected {needle:?} in {self:#?}");
-        assert!(self.stdout.is_empty(), "a refusal printed on stdout: {self:#?}");
+        assert!(
+            lines[0].contains(needle),
+            "expected {needle:?} in {self:#?}"
+        );
+        assert!(
+            self.stdout.is_empty(),
+            "a refusal printed on stdout: {self:#?}"
+        );
         self
     }
 }
 
 pub fn run(cmd: &mut Command, stdin: Option<&[u8]>) -> Out {
-    cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     if let Some(bytes) = stdin {
         let mut pipe = child.stdin.take().unwrap();
@@ -101,7 +121,10 @@ impl Person {
     }
 
     pub fn public_key(&self) -> String {
-        std::fs::read_to_string(pub_path(&self.key)).unwrap().trim().to_string()
+        std::fs::read_to_string(pub_path(&self.key))
+            .unwrap()
+            .trim()
+            .to_string()
     }
 }
 
@@ -121,18 +144,24 @@ pub fn keygen(path: &Path, comment: &str) {
 
 /// Options that keep the OpenSSH client to exactly the key given, non-interactive.
 fn client_options(cmd: &mut Command, key: &Path) {
-    cmd.arg("-i")
-        .arg(key)
-        .args([
-            "-o", "IdentitiesOnly=yes",
-            "-o", "IdentityAgent=none",
-            "-o", "BatchMode=yes",
-            "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR",
-            "-o", "ConnectTimeout=10",
-            "-F", "/dev/null",
-        ]);
+    cmd.arg("-i").arg(key).args([
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "IdentityAgent=none",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=10",
+        "-F",
+        "/dev/null",
+    ]);
 }
 
 /// A running `jitca serve` with its own folder, config and store.
@@ -148,7 +177,10 @@ impl Ca {
     /// `jitca init` in a fresh folder, then `config` written as jitca.yaml, then `serve`.
     pub fn start(config: &str) -> Ca {
         let dir = tempfile::tempdir().unwrap();
-        let init = run(Command::new(JITCA).arg("init").arg("--dir").arg(dir.path()), None);
+        let init = run(
+            Command::new(JITCA).arg("init").arg("--dir").arg(dir.path()),
+            None,
+        );
         assert_eq!(init.status, 0, "init: {init:?}");
         let path = dir.path().join("jitca.yaml");
         std::fs::write(&path, config).unwrap();
@@ -217,7 +249,13 @@ impl Ca {
         self.ssh_with(who, &[], command, stdin)
     }
 
-    pub fn ssh_with(&self, who: &Person, extra: &[&str], command: &str, stdin: Option<&[u8]>) -> Out {
+    pub fn ssh_with(
+        &self,
+        who: &Person,
+        extra: &[&str],
+        command: &str,
+        stdin: Option<&[u8]>,
+    ) -> Out {
         let mut cmd = Command::new("ssh");
         client_options(&mut cmd, &who.key);
         cmd.args(["-p", &self.port.to_string()])
@@ -276,7 +314,11 @@ impl Sshd {
         keygen(&d.join("host_key"), "sshd-host");
         std::fs::create_dir(d.join("principals")).unwrap();
         for login in logins {
-            std::fs::write(d.join("principals").join(login), format!("{login}@{host}\n")).unwrap();
+            std::fs::write(
+                d.join("principals").join(login),
+                format!("{login}@{host}\n"),
+            )
+            .unwrap();
         }
         std::fs::copy(ca_pub, d.join("ca.pub")).unwrap();
         let port = free_port();
@@ -300,15 +342,14 @@ impl Sshd {
             .expect("start /usr/sbin/sshd (is openssh-server installed? scripts/test installs it)");
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not start: {}", std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start: {}",
+                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
-        Sshd {
-            dir,
-            port,
-
-            child,
-        }
+        Sshd { dir, port, child }
     }
 
     /// Logs in as `login` with `key` and `cert`, runs `echo jitca-ok-$(id -un)`.
@@ -368,7 +409,11 @@ impl Team {
     /// `lab` none.
     pub fn config(&self, pending_ttl: &str) -> String {
         let user = |p: &Person, groups: &str| {
-            format!("  {}:\n    keys: [\"{}\"]\n    groups: [{groups}]\n", p.name, p.public_key())
+            format!(
+                "  {}:\n    keys: [\"{}\"]\n    groups: [{groups}]\n",
+                p.name,
+                p.public_key()
+            )
         };
         format!(
             "listen: \"127.0.0.1:0\"\nca_key: ca\nhost_key: host_ed25519\ndata_dir: data\n\
@@ -394,7 +439,10 @@ impl Team {
 pub fn id_of(out: &Out) -> String {
     out.ok();
     let id = out.stdout.trim().to_string();
-    assert!(!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()), "{out:?}");
+    assert!(
+        !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric()),
+        "{out:?}"
+    );
     id
 }
 
@@ -406,7 +454,10 @@ pub fn save_cert(dir: &Path, name: &str, cert: &str) -> PathBuf {
 }
 
 pub fn keygen_l(cert: &Path) -> String {
-    let out = run(Command::new("ssh-keygen").arg("-L").arg("-f").arg(cert), None);
+    let out = run(
+        Command::new("ssh-keygen").arg("-L").arg("-f").arg(cert),
+        None,
+    );
     assert_eq!(out.status, 0, "{out:?}");
     out.stdout
 }

@@ -48,24 +48,49 @@ fn approved_certificate_logs_in_exactly_where_approved() {
     };
     let (id, out) = waiting;
     out.ok();
-    assert!(out.stderr.contains(&format!("request {id} made; waiting for 1 approval")), "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("request {id} made; waiting for 1 approval")),
+        "{out:?}"
+    );
     assert!(out.stderr.contains("approved by bob"), "{out:?}");
-    assert!(out.stdout.starts_with("ssh-ed25519-cert-v01@openssh.com "), "{out:?}");
+    assert!(
+        out.stdout.starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{out:?}"
+    );
 
     let cert = save_cert(team.dir.path(), "alice_ed25519", &out.stdout);
     let listing = keygen_l(&cert);
     let shown = ca.show_json(&team.alice, &id);
     let serial = shown["serial"].as_u64().unwrap();
     assert!(serial > 0);
-    assert!(listing.contains("Type: ssh-ed25519-cert-v01@openssh.com user certificate"), "{listing}");
+    assert!(
+        listing.contains("Type: ssh-ed25519-cert-v01@openssh.com user certificate"),
+        "{listing}"
+    );
     assert!(listing.contains(&format!("Serial: {serial}")), "{listing}");
-    assert!(listing.contains(&format!("Key ID: \"jitca:{id}:alice:approvers=bob\"")), "{listing}");
-    assert!(listing.contains("Principals: \n                root@web1\n"), "{listing}");
+    assert!(
+        listing.contains(&format!("Key ID: \"jitca:{id}:alice:approvers=bob\"")),
+        "{listing}"
+    );
+    assert!(
+        listing.contains("Principals: \n                root@web1\n"),
+        "{listing}"
+    );
     assert!(listing.contains("Critical Options: (none)"), "{listing}");
-    assert!(listing.contains("Extensions: \n                permit-pty\n"), "{listing}");
+    assert!(
+        listing.contains("Extensions: \n                permit-pty\n"),
+        "{listing}"
+    );
     // Valid: from T-1min to T+1h.
-    let valid = listing.lines().find(|l| l.trim_start().starts_with("Valid:")).unwrap();
-    let times: Vec<&str> = valid.split_whitespace().filter(|w| w.contains('T')).collect();
+    let valid = listing
+        .lines()
+        .find(|l| l.trim_start().starts_with("Valid:"))
+        .unwrap();
+    let times: Vec<&str> = valid
+        .split_whitespace()
+        .filter(|w| w.contains('T'))
+        .collect();
     let parse = |t: &str| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S").unwrap();
     let window = parse(times[1]) - parse(times[0]);
     assert_eq!(window.num_seconds(), 3600 + 60, "{valid}");
@@ -75,16 +100,25 @@ fn approved_certificate_logs_in_exactly_where_approved() {
     assert_eq!(ok.stdout.trim(), "jitca-ok-root");
     let other_login = web1.login("nobody", &team.alice.key, &cert);
     assert_eq!(other_login.status, 255, "{other_login:?}");
-    assert!(other_login.stderr.contains("Permission denied"), "{other_login:?}");
+    assert!(
+        other_login.stderr.contains("Permission denied"),
+        "{other_login:?}"
+    );
     let other_host = web2.login("root", &team.alice.key, &cert);
     assert_eq!(other_host.status, 255, "{other_host:?}");
-    assert!(web2.log().contains("Certificate does not contain an authorized principal"), "{}", web2.log());
+    assert!(
+        web2.log()
+            .contains("Certificate does not contain an authorized principal"),
+        "{}",
+        web2.log()
+    );
 
     // `get` hands out the same certificate again, only to the requester.
     let again = ca.ssh(&team.alice, &format!("get {id}"), None);
     again.ok();
     assert_eq!(again.stdout, out.stdout);
-    ca.ssh(&team.bob, &format!("get {id}"), None).refused("no request");
+    ca.ssh(&team.bob, &format!("get {id}"), None)
+        .refused("no request");
 }
 
 #[test]
@@ -103,21 +137,33 @@ fn expired_certificate_is_refused_and_options_are_the_rules() {
     assert!(listing.contains(":alice:approvers=none\""), "{listing}");
     let login = lab.login("root", &team.alice.key, &cert);
     login.ok();
-    assert_eq!(login.stdout.trim(), "forced", "the rule's force-command runs");
+    assert_eq!(
+        login.stdout.trim(),
+        "forced",
+        "the rule's force-command runs"
+    );
     thread::sleep(Duration::from_secs(6));
     let late = lab.login("root", &team.alice.key, &cert);
     assert_eq!(late.status, 255, "{late:?}");
-    assert!(lab.log().contains("expired") || lab.log().contains("Certificate invalid"), "{}", lab.log());
+    assert!(
+        lab.log().contains("expired") || lab.log().contains("Certificate invalid"),
+        "{}",
+        lab.log()
+    );
 }
 
 #[test]
 fn restart_keeps_pending_and_issued_requests_and_never_reuses_serials() {
     let team = Team::new();
     let mut ca = Ca::start(&team.config("1h"));
-    let pending = id_of(&ca.request(&team.alice, "web1,web2 --as root,nobody --for 30m --reason deploy --no-wait"));
+    let pending = id_of(&ca.request(
+        &team.alice,
+        "web1,web2 --as root,nobody --for 30m --reason deploy --no-wait",
+    ));
     let issued = ca.request(&team.alice, "lab1 --as root --for 10m --reason lab");
     issued.ok();
-    let issued_id = ca.list_json(&team.alice)
+    let issued_id = ca
+        .list_json(&team.alice)
         .into_iter()
         .find(|r| r["state"] == "issued")
         .unwrap();
@@ -128,8 +174,12 @@ fn restart_keeps_pending_and_issued_requests_and_never_reuses_serials() {
 
     let again = ca.ssh(&team.alice, &format!("get {issued_id}"), None);
     again.ok();
-    assert_eq!(again.stdout, issued.stdout, "the issued certificate survived SIGKILL");
-    ca.ssh(&team.carol, &format!("approve {pending}"), None).ok();
+    assert_eq!(
+        again.stdout, issued.stdout,
+        "the issued certificate survived SIGKILL"
+    );
+    ca.ssh(&team.carol, &format!("approve {pending}"), None)
+        .ok();
     let after = ca.show_json(&team.alice, &pending);
     assert_eq!(after["state"], "issued");
     assert!(after["serial"].as_u64().unwrap() > first_serial, "{after}");
@@ -150,22 +200,43 @@ fn denied_and_lapsed_requests_end_the_wait_and_stay_ended() {
     thread::scope(|s| {
         let alice = team.alice.clone();
         let ca = &ca;
-        let waiting = s.spawn(move || ca.request(&alice, "web1 --as root --for 1h --reason please"));
-        let id = wait_pending(ca, &team.carol, 1)[0]["id"].as_str().unwrap().to_string();
-        ca.ssh(&team.carol, &format!("deny {id} --reason not during the freeze"), None).ok();
-        waiting.join().unwrap().refused(&format!("request {id} was denied by carol: not during the freeze"));
-        ca.ssh(&team.bob, &format!("approve {id}"), None).refused("was denied by carol");
+        let waiting =
+            s.spawn(move || ca.request(&alice, "web1 --as root --for 1h --reason please"));
+        let id = wait_pending(ca, &team.carol, 1)[0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        ca.ssh(
+            &team.carol,
+            &format!("deny {id} --reason not during the freeze"),
+            None,
+        )
+        .ok();
+        waiting.join().unwrap().refused(&format!(
+            "request {id} was denied by carol: not during the freeze"
+        ));
+        ca.ssh(&team.bob, &format!("approve {id}"), None)
+            .refused("was denied by carol");
     });
     // Nobody decides: the waiting request lapses after pending_ttl (3s).
     let out = ca.request(&team.alice, "web2 --as root --for 1h --reason anyone?");
     out.refused("lapsed");
-    let lapsed = ca.list_json(&team.alice).into_iter().find(|r| r["state"] == "lapsed").unwrap();
+    let lapsed = ca
+        .list_json(&team.alice)
+        .into_iter()
+        .find(|r| r["state"] == "lapsed")
+        .unwrap();
     let id = lapsed["id"].as_str().unwrap();
-    ca.ssh(&team.bob, &format!("approve {id}"), None).refused("has lapsed");
+    ca.ssh(&team.bob, &format!("approve {id}"), None)
+        .refused("has lapsed");
     // A --no-wait request lapses too, with nobody waiting on it.
-    let quiet = id_of(&ca.request(&team.alice, "web2 --as root --for 1h --reason later --no-wait"));
+    let quiet = id_of(&ca.request(
+        &team.alice,
+        "web2 --as root --for 1h --reason later --no-wait",
+    ));
     thread::sleep(Duration::from_secs(4));
-    ca.ssh(&team.bob, &format!("approve {quiet}"), None).refused("has lapsed");
+    ca.ssh(&team.bob, &format!("approve {quiet}"), None)
+        .refused("has lapsed");
     assert_eq!(ca.show_json(&team.alice, &quiet)["state"], "lapsed");
 }
 
@@ -174,7 +245,10 @@ fn racing_approvers_issue_exactly_one_certificate() {
     let team = Team::new();
     let ca = Ca::start(&team.config("1h"));
     for round in 0..6 {
-        let id = id_of(&ca.request(&team.alice, "pair1 --as root --for 10m --reason race --no-wait"));
+        let id = id_of(&ca.request(
+            &team.alice,
+            "pair1 --as root --for 10m --reason race --no-wait",
+        ));
         let mut approvers = vec![&team.bob, &team.carol];
         if round % 2 == 1 {
             approvers.push(&team.frank);
@@ -190,9 +264,18 @@ fn racing_approvers_issue_exactly_one_certificate() {
                 .collect();
             handles.into_iter().map(|h| h.join().unwrap()).collect()
         });
-        let issued = outs.iter().filter(|o| o.status == 0 && o.stderr.contains("issued to alice")).count();
-        let counted = outs.iter().filter(|o| o.status == 0 && o.stderr.contains("(1/2 approvals)")).count();
-        let late = outs.iter().filter(|o| o.status == 1 && o.stderr.contains("already approved and issued")).count();
+        let issued = outs
+            .iter()
+            .filter(|o| o.status == 0 && o.stderr.contains("issued to alice"))
+            .count();
+        let counted = outs
+            .iter()
+            .filter(|o| o.status == 0 && o.stderr.contains("(1/2 approvals)"))
+            .count();
+        let late = outs
+            .iter()
+            .filter(|o| o.status == 1 && o.stderr.contains("already approved and issued"))
+            .count();
         assert_eq!(issued, 1, "{outs:#?}");
         assert_eq!(counted, 1, "{outs:#?}");
         assert_eq!(late, approvers.len() - 2, "{outs:#?}");

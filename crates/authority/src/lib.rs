@@ -10,5 +10,5 @@ mod error;
 mod lifecycle;
 
 pub use error::AuthorityError;
-pub use lifecycle::{Authority, Caller, ListFilter, NewRequest, grant_of};
 pub use jitca_store::{Approval, Issuance, Request, State};
+pub use lifecycle::{Authority, Caller, ListFilter, NewRequest, grant_of};

@@ -170,7 +170,7 @@ impl Authority {
                     return Ok(next);
                 }
                 // Someone else changed it first: look again (it may be decided now).
-                Swap::Conflict(_) => continue,
+                Swap::Conflict => continue,
             }
         }
     }
@@ -197,7 +197,7 @@ impl Authority {
                     self.announce(id);
                     return Ok(next);
                 }
-                Swap::Conflict(_) => continue,
+                Swap::Conflict => continue,
             }
         }
     }
@@ -215,7 +215,11 @@ impl Authority {
     }
 
     /// The requests the caller may see, newest first.
-    pub fn list(&self, caller: &Caller, filter: ListFilter) -> Result<Vec<Request>, AuthorityError> {
+    pub fn list(
+        &self,
+        caller: &Caller,
+        filter: ListFilter,
+    ) -> Result<Vec<Request>, AuthorityError> {
         let policy = self.policy();
         let now = Utc::now();
         Ok(self
@@ -290,13 +294,17 @@ impl Authority {
                 Ok(true)
             }
             // Decided meanwhile: nothing to lapse.
-            Swap::Conflict(_) => Ok(false),
+            Swap::Conflict => Ok(false),
         }
     }
 
     /// Refuses unless the request is pending; a pending request past its deadline is lapsed
     /// here and refused.
-    fn ensure_pending(&self, current: &Versioned, now: DateTime<Utc>) -> Result<(), AuthorityError> {
+    fn ensure_pending(
+        &self,
+        current: &Versioned,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthorityError> {
         let id = &current.request.id;
         match &current.request.state {
             State::Pending if now < current.request.lapses_at => Ok(()),
@@ -310,9 +318,9 @@ impl Authority {
             State::Denied { by, .. } => Err(AuthorityError::Conflict(format!(
                 "request {id} was denied by {by}"
             ))),
-            State::Lapsed { .. } => Err(AuthorityError::Conflict(format!(
-                "request {id} has lapsed"
-            ))),
+            State::Lapsed { .. } => {
+                Err(AuthorityError::Conflict(format!("request {id} has lapsed")))
+            }
         }
     }
 
@@ -328,7 +336,12 @@ impl Authority {
             .ok_or_else(|| AuthorityError::NotFound(id.to_string()))
     }
 
-    fn sign(&self, request: &Request, serial: u64, now: DateTime<Utc>) -> Result<Issuance, AuthorityError> {
+    fn sign(
+        &self,
+        request: &Request,
+        serial: u64,
+        now: DateTime<Utc>,
+    ) -> Result<Issuance, AuthorityError> {
         let subject = PublicKey::from_openssh(&request.public_key)
             .map_err(|e| AuthorityError::Invalid(format!("stored public key unusable: {e}")))?;
         let approvers: Vec<&str> = request.approvers().collect();
@@ -402,4 +415,3 @@ fn unix(t: DateTime<Utc>) -> u64 {
 fn from_unix(secs: u64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs as i64, 0).unwrap_or_default()
 }
-

@@ -94,7 +94,11 @@ impl Spec {
         if let Some(missing) = self.positionals.get(parsed.positionals.len()) {
             return Err(usage(format!("missing {missing}")));
         }
-        if let Some(missing) = self.required.iter().find(|r| !parsed.values.contains_key(*r)) {
+        if let Some(missing) = self
+            .required
+            .iter()
+            .find(|r| !parsed.values.contains_key(*r))
+        {
             return Err(usage(format!("missing {missing}")));
         }
         Ok(parsed)
@@ -103,7 +107,12 @@ impl Spec {
 
 /// A word as it may appear in a message: quoted, control characters escaped, bounded.
 pub(crate) fn shown(word: &str) -> String {
-    let mut s: String = word.chars().take(64).collect::<String>().escape_debug().to_string();
+    let mut s: String = word
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .escape_debug()
+        .to_string();
     if word.chars().count() > 64 {
         s.push('…');
     }
@@ -133,7 +142,9 @@ mod tests {
     #[test]
     fn reason_takes_words_up_to_the_next_option() {
         let p = REQUEST
-            .parse(&words("web1 --as deploy --reason INC-42 disk full --for 1h"))
+            .parse(&words(
+                "web1 --as deploy --reason INC-42 disk full --for 1h",
+            ))
             .unwrap();
         assert_eq!(p.value("--reason"), Some("INC-42 disk full"));
         assert_eq!(p.value("--for"), Some("1h"));
@@ -145,7 +156,9 @@ mod tests {
     fn quoted_reason_is_one_word() {
         // What the daemon receives for `ssh ca request ... --reason "'INC-42 disk full'"`.
         let p = REQUEST
-            .parse(&words("web1 --as deploy --for 1h --reason 'INC-42 disk full' --no-wait"))
+            .parse(&words(
+                "web1 --as deploy --for 1h --reason 'INC-42 disk full' --no-wait",
+            ))
             .unwrap();
         assert_eq!(p.value("--reason"), Some("INC-42 disk full"));
         assert!(p.flag("--no-wait"));
@@ -154,7 +167,9 @@ mod tests {
     #[test]
     fn unknown_double_dash_words_inside_a_reason_stay_in_it() {
         let p = REQUEST
-            .parse(&words("web1 --as deploy --for 1h --reason rerun with --force"))
+            .parse(&words(
+                "web1 --as deploy --for 1h --reason rerun with --force",
+            ))
             .unwrap();
         assert_eq!(p.value("--reason"), Some("rerun with --force"));
     }

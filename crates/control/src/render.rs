@@ -117,10 +117,16 @@ pub(crate) fn request_block(r: &Request, now: DateTime<Utc>, eligible: &[String]
         State::Issued(i) => {
             lines.push(("serial", i.serial.to_string()));
             lines.push(("key id", i.key_id.clone()));
-            lines.push(("valid", format!("{} to {}", time(i.valid_after), time(i.valid_before))));
+            lines.push((
+                "valid",
+                format!("{} to {}", time(i.valid_after), time(i.valid_before)),
+            ));
         }
         State::Denied { by, at, reason } => {
-            lines.push(("denied", format!("by {by} at {}: {}", time(*at), clean(reason))));
+            lines.push((
+                "denied",
+                format!("by {by} at {}: {}", time(*at), clean(reason)),
+            ));
         }
         State::Lapsed { at } => lines.push(("lapsed", time(*at))),
     }

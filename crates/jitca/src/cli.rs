@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "jitca", version, about = "SSH certificate authority for temporary, approved production access")]
+#[command(
+    name = "jitca",
+    version,
+    about = "SSH certificate authority for temporary, approved production access"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -32,7 +36,12 @@ pub struct ServeArgs {
     #[arg(long)]
     pub dev: bool,
     /// Folder for --dev.
-    #[arg(long, value_name = "DIR", default_value = "jitca-dev", requires = "dev")]
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "jitca-dev",
+        requires = "dev"
+    )]
     pub dir: PathBuf,
     /// Listen here instead of the config's `listen` (port 0 picks a free port).
     #[arg(long, value_name = "ADDR")]

@@ -24,10 +24,7 @@ pub fn prepare(dir: &Path) -> Result<PathBuf> {
         jitca_signer::write_private_key(&dir.join(DEV_USER_KEY), &key)?;
         keys.push(key.public_key().to_openssh()?);
     }
-    let keys_yaml: String = keys
-        .iter()
-        .map(|k| format!("      - \"{k}\"\n"))
-        .collect();
+    let keys_yaml: String = keys.iter().map(|k| format!("      - \"{k}\"\n")).collect();
     let text = format!(
         r#"# jitca dev config, made by `jitca serve --dev`. Edit freely; check with
 #   jitca check --config {config}
@@ -78,8 +75,7 @@ fn home_public_keys() -> Vec<String> {
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.extension().is_some_and(|e| e == "pub")
-                && !p.to_string_lossy().ends_with("-cert.pub")
+            p.extension().is_some_and(|e| e == "pub") && !p.to_string_lossy().ends_with("-cert.pub")
         })
         .collect();
     paths.sort();
@@ -119,4 +115,3 @@ pub fn print_next_steps(dir: &Path, hint: &str) {
         cert = cert.display(),
     );
 }
-

@@ -19,7 +19,10 @@ pub fn run(dir: &Path) -> Result<()> {
     println!("  {CA_KEY}.pub        CA public key, for TrustedUserCAKeys on every host");
     println!("  {HOST_KEY}  host key of the control channel (+ .pub)");
     println!("  {CONFIG}    config: add users, host groups and rules, then");
-    println!("              jitca check --config {}", dir.join(CONFIG).display());
+    println!(
+        "              jitca check --config {}",
+        dir.join(CONFIG).display()
+    );
     Ok(())
 }
 
@@ -29,7 +32,10 @@ pub fn create_keys(dir: &Path) -> Result<()> {
     for name in [CA_KEY, HOST_KEY, CONFIG] {
         for file in [name.to_string(), format!("{name}.pub")] {
             if dir.join(&file).exists() {
-                bail!("{} exists already; refusing to overwrite it", dir.join(file).display());
+                bail!(
+                    "{} exists already; refusing to overwrite it",
+                    dir.join(file).display()
+                );
             }
         }
     }

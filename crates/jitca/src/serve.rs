@@ -46,7 +46,11 @@ fn load(path: &std::path::Path) -> Result<Config> {
     Ok(config)
 }
 
-async fn serve(config: Config, listen: std::net::SocketAddr, dev_dir: Option<std::path::PathBuf>) -> Result<()> {
+async fn serve(
+    config: Config,
+    listen: std::net::SocketAddr,
+    dev_dir: Option<std::path::PathBuf>,
+) -> Result<()> {
     let signer = CertAuthority::load(&config.ca_key)?;
     let host_key = jitca_signer::load_private_key(&config.host_key)?;
     let store = Arc::new(SledStore::open(&config.data_dir)?);
@@ -78,8 +82,7 @@ async fn serve(config: Config, listen: std::net::SocketAddr, dev_dir: Option<std
     )
     .await?;
     sweeper.abort();
-    tokio::task::spawn_blocking(move || jitca_store::Store::flush(store.as_ref()))
-        .await??;
+    tokio::task::spawn_blocking(move || jitca_store::Store::flush(store.as_ref())).await??;
     tracing::info!("stopped");
     Ok(())
 }

@@ -224,10 +224,19 @@ fn serde_error(e: &serde_yaml::Error, file: &Path, index: &LineIndex) -> ConfigE
     {
         line = index.repeated_key_line(field, line.unwrap_or(0)).or(line);
     }
+    // The message may quote keys and values from the file: keep it to one safe line.
+    let mut safe = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() || crate::names::is_invisible_format(c) {
+            safe.extend(c.escape_unicode());
+        } else {
+            safe.push(c);
+        }
+    }
     ConfigError {
         file: file.to_path_buf(),
         line,
-        message,
+        message: safe,
     }
 }
 
@@ -781,10 +790,13 @@ fn validate_rules(
                 problems.at(
                     &path.key("approvals"),
                     format_args!(
-                        "needs {} approvals but only {} users may approve under this rule ({}), \
+                        "needs {} approvals but only {} may approve under this rule ({}), \
                          so no request could ever be approved",
                         raw.approvals,
-                        eligible.len(),
+                        match eligible.len() {
+                            1 => "1 user".to_string(),
+                            n => format!("{n} users"),
+                        },
                         if eligible.is_empty() {
                             "none".to_string()
                         } else {
@@ -1609,6 +1621,17 @@ rules:
     }
 
     #[test]
+    fn approvals_with_a_single_approver() {
+        let text = good().replace("approvers: [sre]", "approvals: 2\n    approvers: [dev]");
+        assert_eq!(
+            errors(&text),
+            [
+                "/etc/jitca/jitca.yaml:22: rules[0].approvals: needs 2 approvals but only 1 user may approve under this rule (alice), so no request could ever be approved"
+            ]
+        );
+    }
+
+    #[test]
     fn extensions() {
         one_error(
             "    approvers: [sre]\n",
@@ -1710,6 +1733,14 @@ rules:
         for e in errors(text) {
             assert!(!e.chars().any(char::is_control), "{e:?}");
         }
+        // serde_yaml's own messages quote keys too.
+        let serde = errors("users:\n  \"x\\e\\u202e\": {\"k\\n\": 1}\n");
+        assert_eq!(serde.len(), 1);
+        assert!(
+            !serde[0].chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{serde:?}"
+        );
+        assert!(serde[0].contains("\\u{1b}"), "{serde:?}");
     }
 
     #[test]

@@ -138,7 +138,7 @@ fn describe(c: char) -> String {
 
 /// Bidi overrides and isolates and zero-width characters: they make text display differently
 /// from what it is (CVE-2021-42574 "Trojan Source").
-fn is_invisible_format(c: char) -> bool {
+pub(crate) fn is_invisible_format(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 

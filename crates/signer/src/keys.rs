@@ -76,9 +76,10 @@ pub fn load_private_key(path: &Path) -> Result<PrivateKey, SignerError> {
 /// Refuses keys that must not be certified: DSA, RSA under 2048 bits.
 pub fn check_subject_key(key: &PublicKey) -> Result<(), SignerError> {
     match key.key_data() {
-        KeyData::Ed25519(_) | KeyData::Ecdsa(_) | KeyData::SkEd25519(_) | KeyData::SkEcdsaSha2NistP256(_) => {
-            Ok(())
-        }
+        KeyData::Ed25519(_)
+        | KeyData::Ecdsa(_)
+        | KeyData::SkEd25519(_)
+        | KeyData::SkEcdsaSha2NistP256(_) => Ok(()),
         KeyData::Rsa(rsa) if rsa.key_size() >= 2048 => Ok(()),
         KeyData::Rsa(rsa) => Err(SignerError::Subject(format!(
             "RSA key of {} bits is too weak; use ed25519 or RSA of at least 2048 bits",

@@ -20,13 +20,19 @@ use ssh_key::{HashAlg, PrivateKey, PublicKey};
 pub enum SignerError {
     /// The key file could not be read.
     #[error("cannot read key file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     /// The key file exists but is not an OpenSSH private key we can use.
     #[error("{path} is not a usable OpenSSH private key: {reason}")]
     BadKey { path: String, reason: String },
     /// A key file could not be written (it exists already, or the folder is not writable).
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
     /// The certificate template would fail open; nothing was signed.
     #[error("refusing to sign: {0}")]
     Template(&'static str),
@@ -126,12 +132,12 @@ impl CertAuthority {
             .key_id(t.key_id)
             .map_err(signing)?;
         for principal in t.principals {
-            builder.valid_principal(principal.as_str()).map_err(signing)?;
+            builder
+                .valid_principal(principal.as_str())
+                .map_err(signing)?;
         }
         for extension in t.extensions {
-            builder
-                .extension(extension.as_str(), "")
-                .map_err(signing)?;
+            builder.extension(extension.as_str(), "").map_err(signing)?;
         }
         for (name, value) in t.critical_options {
             builder
@@ -152,7 +158,9 @@ impl CertAuthority {
     fn post_sign_check(&self, t: &CertTemplate<'_>, cert: &Certificate) -> Result<(), SignerError> {
         let fingerprint = self.key.public_key().fingerprint(HashAlg::Sha256);
         cert.validate_at(t.valid_after, [&fingerprint])
-            .map_err(|e| SignerError::Signing(format!("signed certificate does not verify: {e}")))?;
+            .map_err(|e| {
+                SignerError::Signing(format!("signed certificate does not verify: {e}"))
+            })?;
         let same = cert.serial() == t.serial
             && cert.cert_type() == CertType::User
             && cert.key_id() == t.key_id
@@ -221,7 +229,9 @@ mod tests {
         assert!(cert.extensions().contains_key("permit-pty"));
         assert_eq!(cert.extensions().len(), 1);
         assert_eq!(
-            cert.critical_options().get("force-command").map(String::as_str),
+            cert.critical_options()
+                .get("force-command")
+                .map(String::as_str),
             Some("uptime")
         );
     }

@@ -34,8 +34,8 @@ impl Versioned {
 pub enum Swap {
     /// The record was replaced.
     Done,
-    /// Someone changed the record first; here it is as it is now.
-    Conflict(Versioned),
+    /// Someone changed the record first; read it again.
+    Conflict,
 }
 
 /// Why the store could not do what was asked. None of these are the user's fault.

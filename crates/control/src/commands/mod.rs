@@ -114,6 +114,9 @@ async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
 }
 
 /// Parses `args` with `spec`, turning a grammar error into a usage failure.
-pub(crate) fn parse(spec: &crate::args::Spec, args: &[String]) -> Result<crate::args::Parsed, Failure> {
+pub(crate) fn parse(
+    spec: &crate::args::Spec,
+    args: &[String],
+) -> Result<crate::args::Parsed, Failure> {
     spec.parse(args).map_err(Failure::Usage)
 }

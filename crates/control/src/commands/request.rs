@@ -66,11 +66,12 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
 
     let mut seen_approvals = request.approvals.len();
     loop {
-        let now_request = ctx.call({
-            let id = id.clone();
-            move |a, _| a.current(&id)
-        })
-        .await?;
+        let now_request = ctx
+            .call({
+                let id = id.clone();
+                move |a, _| a.current(&id)
+            })
+            .await?;
         match &now_request.state {
             State::Issued(issuance) => {
                 let certificate = ctx
@@ -112,7 +113,9 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
                 )));
             }
             State::Pending => {
-                for approval in &now_request.approvals[seen_approvals.min(now_request.approvals.len())..] {
+                for approval in
+                    &now_request.approvals[seen_approvals.min(now_request.approvals.len())..]
+                {
                     ctx.out
                         .stderr(&format!(
                             "approved by {} ({}/{})",
@@ -149,8 +152,14 @@ fn status_line(request: &Request) -> String {
         _ => format!(
             "waiting for {} approval{} (lapses at {})",
             request.approvals_needed,
-            if request.approvals_needed == 1 { "" } else { "s" },
-            request.lapses_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            if request.approvals_needed == 1 {
+                ""
+            } else {
+                "s"
+            },
+            request
+                .lapses_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ),
     }
 }
@@ -173,10 +182,14 @@ async fn read_public_key(ctx: &mut Ctx) -> Result<PublicKey, Failure> {
 }
 
 fn parse_public_key(bytes: &[u8]) -> Result<PublicKey, String> {
-    let text = std::str::from_utf8(bytes).map_err(|_| "stdin is not a public key (not text)".to_string())?;
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| "stdin is not a public key (not text)".to_string())?;
     if text.contains("PRIVATE KEY") {
         // Never echo any of it.
-        return Err("that is a private key: send the public key (the .pub file), never the private key".into());
+        return Err(
+            "that is a private key: send the public key (the .pub file), never the private key"
+                .into(),
+        );
     }
     let lines: Vec<&str> = text
         .lines()
@@ -185,9 +198,7 @@ fn parse_public_key(bytes: &[u8]) -> Result<PublicKey, String> {
         .collect();
     let line = match lines.as_slice() {
         [] => {
-            return Err(
-                "no public key on stdin: send one, e.g. `< ~/.ssh/id_ed25519.pub`".into(),
-            );
+            return Err("no public key on stdin: send one, e.g. `< ~/.ssh/id_ed25519.pub`".into());
         }
         [line] => *line,
         _ => return Err("stdin holds more than one line: send exactly one public key".into()),
@@ -208,11 +219,15 @@ mod tests {
         let err = |s: &str| parse_public_key(s.as_bytes()).unwrap_err();
         assert!(err("").starts_with("no public key"));
         assert!(err("\n \n").starts_with("no public key"));
-        assert!(err("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n").contains("private key"));
+        assert!(
+            err("-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n")
+                .contains("private key")
+        );
         assert!(err("ssh-ed25519-cert-v01@openssh.com AAAA x").contains("certificate"));
         assert!(err("hello").contains("not an OpenSSH public key"));
         assert!(err("a\nb").contains("more than one line"));
-        let ok = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me\n";
+        let ok =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me\n";
         assert!(parse_public_key(ok.as_bytes()).is_ok());
     }
 }

@@ -17,10 +17,10 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     let text = if parsed.flag("--json") {
         format!("{}\n", render::request_json(&request, now))
     } else {
-        let eligible = ctx.authority.policy().eligible_approvers(
-            &request.requester,
-            &jitca_authority::grant_of(&request),
-        );
+        let eligible = ctx
+            .authority
+            .policy()
+            .eligible_approvers(&request.requester, &jitca_authority::grant_of(&request));
         render::request_block(&request, now, &eligible)
     };
     ctx.out.stdout(text).await;
