@@ -20,6 +20,9 @@ pub enum AuthorityError {
     /// The store failed; nothing was issued.
     #[error("the store failed, nothing was issued: {0}")]
     Store(#[from] StoreError),
+    /// The audit log file could not be written; no certificate leaves until it can.
+    #[error("the audit log file failed, so nothing leaves the daemon: {0}")]
+    AuditLog(String),
     /// The signer refused or failed; nothing was issued.
     #[error("signing failed, nothing was issued: {0}")]
     Signer(#[from] SignerError),

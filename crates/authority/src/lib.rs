@@ -3,12 +3,17 @@
 //! One order, always: the caller is identified, `policy` decides, `store` keeps the request; an
 //! approval is checked against the current policy and recorded with a compare-and-swap; the
 //! last approval has the `signer` sign, and the issuance record is stored with the same swap and
-//! flushed before any certificate is handed out. Operations that change state are synchronous
+//! flushed before any certificate is handed out. Every step appends its audit record in the same
+//! atomic write as the change it records. Operations that change state are synchronous
 //! (run them on a blocking thread): once started they finish, even if the caller goes away.
 
+pub mod audit;
 mod error;
 mod lifecycle;
 
+pub use audit::{AuthFailure, parse_time};
 pub use error::AuthorityError;
-pub use jitca_store::{Approval, Issuance, Request, State};
-pub use lifecycle::{Authority, Caller, ListFilter, NewRequest, grant_of};
+pub use jitca_store::{
+    Approval, AuditQuery, AuditRecord, ChainBreak, EventKind, Head, Issuance, Request, State,
+};
+pub use lifecycle::{Authority, Caller, ListFilter, NewRequest, Settings, grant_of};

@@ -1,15 +1,20 @@
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use jitca_policy::{Ask, Grant, Policy};
 use jitca_signer::{CertAuthority, CertTemplate};
-use jitca_store::{Approval, Issuance, Request, State, Store, Swap, Versioned};
+use jitca_store::{
+    Approval, AuditQuery, AuditRecord, ChainBreak, EventKind, Head, Issuance, Request, State,
+    Store, Swap, Versioned,
+};
 use rand::RngExt;
 use ssh_key::{HashAlg, PublicKey};
 use tokio::sync::broadcast;
 
 use crate::AuthorityError;
+use crate::audit::{self, AuditFile, AuthFailure, AuthFailureLimiter};
 
 /// How far a certificate's validity starts before its issuance, for hosts whose clocks lag.
 const BACKDATE: TimeDelta = TimeDelta::seconds(60);
@@ -41,30 +46,48 @@ pub struct ListFilter {
     pub mine_only: bool,
 }
 
+/// The lifecycle's settings from the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub pending_ttl: Duration,
+    /// A JSON-lines copy of the audit log, kept as durable as the store.
+    pub audit_log: Option<PathBuf>,
+}
+
 /// The request lifecycle. Cheap to share (`Arc`).
 pub struct Authority {
     policy: RwLock<Arc<Policy>>,
     pending_ttl: Duration,
     store: Arc<dyn Store>,
     signer: CertAuthority,
+    audit_file: Option<AuditFile>,
+    auth_failures: Mutex<AuthFailureLimiter>,
     changes: broadcast::Sender<String>,
 }
 
 impl Authority {
+    /// Fails if the audit log file cannot be opened, or belongs to another store.
     pub fn new(
         policy: Policy,
-        pending_ttl: Duration,
+        settings: Settings,
         store: Arc<dyn Store>,
         signer: CertAuthority,
-    ) -> Self {
+    ) -> Result<Self, AuthorityError> {
         let (changes, _) = broadcast::channel(1024);
-        Self {
+        let audit_file = settings
+            .audit_log
+            .as_deref()
+            .map(|path| AuditFile::open(path, store.as_ref()))
+            .transpose()?;
+        Ok(Self {
             policy: RwLock::new(Arc::new(policy)),
-            pending_ttl,
+            pending_ttl: settings.pending_ttl,
             store,
             signer,
+            audit_file,
+            auth_failures: Mutex::new(AuthFailureLimiter::new()),
             changes,
-        }
+        })
     }
 
     /// The policy in force.
@@ -124,14 +147,25 @@ impl Authority {
                 let serial = self.store.next_serial()?;
                 request.state = State::Issued(self.sign(&request, serial, now)?);
             }
-            match self.store.create_request(&request) {
+            let mut events = vec![audit::requested(&request)];
+            events.extend(audit::issued(&request, &caller.user));
+            match self.store.create_request(&request, &events) {
                 Ok(()) => break,
                 // Ids are random; on the rare clash draw again (and sign again: the key id names it).
                 Err(jitca_store::StoreError::Exists(_)) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
-        self.store.flush()?;
+        self.durable().map_err(|e| match e {
+            AuthorityError::AuditLog(why) if request.issuance().is_some() => {
+                AuthorityError::AuditLog(format!(
+                    "{why}; request {} is issued but its certificate is withheld until the \
+                     audit log can be written (then: get {})",
+                    request.id, request.id
+                ))
+            }
+            other => other,
+        })?;
         tracing::info!(id = %request.id, requester = %request.requester, rule = %request.rule,
             principals = ?request.principals, state = request.state_name(now), "request made");
         self.announce(&request.id);
@@ -161,9 +195,11 @@ impl Authority {
                 let serial = self.store.next_serial()?;
                 next.state = State::Issued(self.sign(&next, serial, now)?);
             }
-            match self.store.replace_request(&current, &next)? {
+            let mut events = vec![audit::approved(&next, caller)];
+            events.extend(audit::issued(&next, &caller.user));
+            match self.store.replace_request(&current, &next, &events)? {
                 Swap::Done => {
-                    self.store.flush()?;
+                    self.durable()?;
                     tracing::info!(%id, approver = %caller.user, state = next.state_name(now),
                         serial = next.issuance().map(|i| i.serial), "request approved");
                     self.announce(id);
@@ -190,9 +226,10 @@ impl Authority {
                 at: now,
                 reason: reason.to_string(),
             };
-            match self.store.replace_request(&current, &next)? {
+            let events = [audit::denied(&next, caller, reason)];
+            match self.store.replace_request(&current, &next, &events)? {
                 Swap::Done => {
-                    self.store.flush()?;
+                    self.durable()?;
                     tracing::info!(%id, approver = %caller.user, "request denied");
                     self.announce(id);
                     return Ok(next);
@@ -232,8 +269,32 @@ impl Authority {
             .collect())
     }
 
-    /// The requester's issued certificate, while it is valid. Durable before it is returned.
+    /// The requester's issued certificate, while it is valid, for `get` (recorded). Durable
+    /// before it is returned.
     pub fn certificate(&self, caller: &Caller, id: &str) -> Result<String, AuthorityError> {
+        let (request, certificate) = self.valid_certificate(caller, id)?;
+        let serial = request.issuance().map_or(0, |i| i.serial);
+        self.store
+            .append_audit(&[audit::fetched(&request, caller, serial)])?;
+        self.durable()?;
+        Ok(certificate)
+    }
+
+    /// The certificate for the requester's own waiting session: its issuance event is the
+    /// record of it leaving. Durable before it is returned.
+    pub fn issued_certificate(&self, caller: &Caller, id: &str) -> Result<String, AuthorityError> {
+        let (_, certificate) = self.valid_certificate(caller, id)?;
+        // The issuance may have been written by a swap whose flush (or audit file write) is
+        // still running or failed: nothing leaves before it is durable everywhere.
+        self.durable()?;
+        Ok(certificate)
+    }
+
+    fn valid_certificate(
+        &self,
+        caller: &Caller,
+        id: &str,
+    ) -> Result<(Request, String), AuthorityError> {
         let request = self.find(id)?.request;
         if request.requester != caller.user {
             return Err(AuthorityError::NotFound(id.to_string()));
@@ -241,10 +302,8 @@ impl Authority {
         let now = Utc::now();
         match &request.state {
             State::Issued(issuance) if now < issuance.valid_before => {
-                // The issuance record may have been written by a swap whose flush is still
-                // running: nothing leaves before it is durable.
-                self.store.flush()?;
-                Ok(issuance.certificate.clone())
+                let certificate = issuance.certificate.clone();
+                Ok((request, certificate))
             }
             _ => Err(AuthorityError::Conflict(format!(
                 "request {id} has no valid certificate: it is {}",
@@ -280,15 +339,98 @@ impl Authority {
         Ok(())
     }
 
+    /// Records an event that goes with no request change (daemon start and stop, reloads).
+    pub fn record(&self, event: AuditRecord) -> Result<(), AuthorityError> {
+        self.store.append_audit(&[event])?;
+        self.durable()
+    }
+
+    /// Records a refused command: who, the command line, and why.
+    pub fn record_refusal(
+        &self,
+        caller: &Caller,
+        line: &str,
+        message: &str,
+    ) -> Result<(), AuthorityError> {
+        self.record(audit::refused(caller, line, message))
+    }
+
+    /// Records a connection that ended without authenticating, within a rate limit. `None`
+    /// only closes the rate-limit window, recording how many were not recorded one by one.
+    pub fn record_auth_failure(&self, failure: Option<&AuthFailure>) -> Result<(), AuthorityError> {
+        let events = self
+            .auth_failures
+            .lock()
+            .expect("auth failure limiter")
+            .admit(failure, Instant::now());
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.store.append_audit(&events)?;
+        self.durable()
+    }
+
+    /// The audit records matching `query`, for auditors only; the read itself is recorded
+    /// first. `visit` returns false to stop.
+    pub fn read_audit(
+        &self,
+        caller: &Caller,
+        query: &AuditQuery,
+        visit: &mut dyn FnMut(&AuditRecord, &[u8]) -> bool,
+    ) -> Result<(), AuthorityError> {
+        self.ensure_auditor(caller)?;
+        self.record(audit::audit_read(caller, query))?;
+        self.store.scan_audit(query, visit)?;
+        Ok(())
+    }
+
+    /// Verifies the audit chain end to end, for auditors only; the outcome is recorded.
+    pub fn verify_audit(
+        &self,
+        caller: &Caller,
+    ) -> Result<Result<Head, ChainBreak>, AuthorityError> {
+        self.ensure_auditor(caller)?;
+        let outcome = jitca_store::verify_audit(self.store.as_ref())?;
+        let mut event = AuditRecord::new(EventKind::AuditVerified, &caller.user);
+        event.source = Some(caller.source.clone());
+        let event = match &outcome {
+            Ok(head) => event.with("result", "intact").with("records", head.seq),
+            Err(b) => event.with("result", b.to_string()),
+        };
+        self.record(event)?;
+        Ok(outcome)
+    }
+
+    fn ensure_auditor(&self, caller: &Caller) -> Result<(), AuthorityError> {
+        if self.policy().is_auditor(&caller.user) {
+            Ok(())
+        } else {
+            Err(AuthorityError::Denied(jitca_policy::Denial::NotAuditor))
+        }
+    }
+
+    /// Makes every write so far durable: the store flushed, and the audit file (if any)
+    /// caught up and synced. Every path that lets a certificate leave goes through here.
+    fn durable(&self) -> Result<(), AuthorityError> {
+        self.store.flush()?;
+        if let Some(file) = &self.audit_file {
+            file.catch_up(self.store.as_ref())?;
+        }
+        Ok(())
+    }
+
     fn lapse(&self, current: &Versioned, now: DateTime<Utc>) -> Result<bool, AuthorityError> {
         if !matches!(current.request.state, State::Pending) || now < current.request.lapses_at {
             return Ok(false);
         }
         let mut next = current.request.clone();
         next.state = State::Lapsed { at: now };
-        match self.store.replace_request(current, &next)? {
+        match self
+            .store
+            .replace_request(current, &next, &[audit::lapsed(&next)])?
+        {
             Swap::Done => {
-                self.store.flush()?;
+                self.durable()?;
                 tracing::info!(id = %next.id, "request lapsed");
                 self.announce(&next.id);
                 Ok(true)

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use jitca_authority::{Authority, Caller};
+use jitca_authority::{AuthFailure, Authority, Caller};
 use russh::server::{
     Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
 };
@@ -18,7 +18,12 @@ pub(crate) struct Connection {
     hint: Arc<str>,
     /// Set once public-key authentication succeeds.
     caller: Option<Caller>,
+    /// What an unauthenticated peer tried, for the audit record if it never succeeds.
+    tried: Option<AuthFailure>,
 }
+
+/// Keys of one failed connection worth recording.
+const MAX_KEYS_RECORDED: usize = 8;
 
 impl Connection {
     pub(crate) fn new(authority: Arc<Authority>, peer: SocketAddr, hint: Arc<str>) -> Self {
@@ -27,7 +32,17 @@ impl Connection {
             peer,
             hint,
             caller: None,
+            tried: None,
         }
+    }
+
+    fn attempt(&mut self, user: &str) -> &mut AuthFailure {
+        let peer = self.peer;
+        self.tried.get_or_insert_with(|| AuthFailure {
+            source: peer.to_string(),
+            user: user.chars().take(64).collect(),
+            keys: Vec::new(),
+        })
     }
 
     fn known(&self, key: &russh::keys::PublicKey) -> Option<String> {
@@ -41,13 +56,29 @@ impl Connection {
 impl Handler for Connection {
     type Error = russh::Error;
 
+    async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
+        self.attempt(user);
+        Ok(Auth::reject())
+    }
+
     async fn auth_publickey_offered(
         &mut self,
-        _user: &str,
+        user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        let known = self.known(offer.public_key);
+        if known.is_none() {
+            let fingerprint = offer
+                .public_key
+                .fingerprint(russh::keys::HashAlg::Sha256)
+                .to_string();
+            let tried = self.attempt(user);
+            if tried.keys.len() < MAX_KEYS_RECORDED {
+                tried.keys.push(fingerprint);
+            }
+        }
         // Unknown keys are refused before the client spends a signature on them.
-        Ok(match self.known(offer.public_key) {
+        Ok(match known {
             Some(_) => Auth::Accept,
             None => Auth::reject(),
         })
@@ -175,5 +206,26 @@ impl Handler for Connection {
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
         Ok(false)
+    }
+}
+
+impl Drop for Connection {
+    /// A connection that tried to authenticate and never did is recorded (rate-limited).
+    fn drop(&mut self) {
+        if self.caller.is_some() {
+            return;
+        }
+        let Some(failure) = self.tried.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let authority = self.authority.clone();
+        runtime.spawn_blocking(move || {
+            if let Err(e) = authority.record_auth_failure(Some(&failure)) {
+                tracing::error!(error = %e, "cannot record a failed authentication");
+            }
+        });
     }
 }

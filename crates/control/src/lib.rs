@@ -11,7 +11,7 @@ mod args;
 mod channel;
 mod commands;
 mod handler;
-mod render;
+pub mod render;
 mod server;
 
 pub use server::{ServerOptions, serve};

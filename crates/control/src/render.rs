@@ -2,12 +2,12 @@
 //! programs. Text users typed is shown escaped, so it can never forge a line or a colour.
 
 use chrono::{DateTime, Utc};
-use jitca_authority::{Request, State};
+use jitca_authority::{AuditRecord, Request, State};
 use jitca_policy::format_duration;
 use serde_json::{Value, json};
 
 /// Text as it may be printed to a terminal: control, bidi and zero-width characters escaped.
-pub(crate) fn clean(text: &str) -> String {
+pub fn clean(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         let invisible = c.is_control()
@@ -191,6 +191,53 @@ pub(crate) fn table(requests: &[Request], now: DateTime<Utc>) -> String {
         .collect()
 }
 
+/// The header of the audit table.
+pub const AUDIT_HEADER: &str = "SEQ     TIME                  EVENT                     ACTOR         REQUEST     SERIAL  DETAILS\n";
+
+/// One audit record as a table row. Everything a user typed is escaped: no record can forge a
+/// line, a colour or a reordering of the table.
+pub fn audit_row(r: &AuditRecord) -> String {
+    let mut details = Vec::new();
+    if let Some(source) = &r.source {
+        details.push(format!("from={}", clean(source)));
+    }
+    if !r.hosts.is_empty() {
+        details.push(format!("hosts={}", clean(&r.hosts.join(","))));
+    }
+    if !r.logins.is_empty() {
+        details.push(format!("logins={}", clean(&r.logins.join(","))));
+    }
+    if let Some(requester) = r.requester.as_deref().filter(|q| *q != r.actor) {
+        details.push(format!("requester={}", clean(requester)));
+    }
+    for (key, value) in &r.details {
+        let text = match value {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Null => continue,
+            other => other.to_string(),
+        };
+        details.push(format!("{key}={}", clean(&text)));
+    }
+    if let Some(reason) = &r.reason {
+        details.push(format!("reason=\"{}\"", clean(reason)));
+    }
+    format!(
+        "{:<7} {:<21} {:<25} {:<13} {:<11} {:<7} {}\n",
+        r.seq,
+        r.time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        r.event.as_str(),
+        clean(&r.actor),
+        r.request
+            .as_deref()
+            .map(clean)
+            .unwrap_or_else(|| "-".into()),
+        r.serial
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "-".into()),
+        details.join(" ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +250,17 @@ mod tests {
         assert_eq!(clean("x\u{202E}y"), "x\\u{202e}y");
         assert_eq!(clean("zero\u{200B}width"), "zero\\u{200b}width");
         assert_eq!(clean("café ✓"), "café ✓");
+    }
+
+    #[test]
+    fn an_audit_row_is_one_line_whatever_was_typed() {
+        let mut r = AuditRecord::new(jitca_authority::EventKind::Requested, "alice");
+        r.reason = Some("fix\n9 fake row\u{1b}[2K\u{202e}".into());
+        let row = audit_row(&r);
+        assert_eq!(row.lines().count(), 1);
+        assert!(
+            row.contains("reason=\"fix\\u{a}9 fake row\\u{1b}[2K\\u{202e}\""),
+            "{row}"
+        );
     }
 }

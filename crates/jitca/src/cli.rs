@@ -24,6 +24,49 @@ pub enum Command {
     Init(InitArgs),
     /// Validate a config file (exit 0), or name the file, line and problem (exit 1).
     Check(CheckArgs),
+    /// Read the audit log offline, while the daemon is stopped (or `audit verify`).
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: Option<AuditAction>,
+    /// The store's folder (the config's data_dir).
+    #[arg(long, value_name = "DIR", required = true)]
+    pub data: Option<PathBuf>,
+    /// Records at or after T: RFC 3339, a date (2026-11-29), or a duration ago (2h).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Records before T.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// Records whose actor or requester is USER.
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Records naming HOST.
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+    /// Records of the certificate with this serial.
+    #[arg(long, value_name = "N")]
+    pub serial: Option<u64>,
+    /// Records of one request.
+    #[arg(long, value_name = "ID")]
+    pub request: Option<String>,
+    /// One JSON object a line (the stored records, verbatim), for SIEM ingestion.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Check the hash chain end to end; exit 1 naming the first bad record.
+    Verify {
+        /// The store's folder (the config's data_dir).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -5,6 +5,7 @@
 //! remembers, `jitca-signer` signs, `jitca-authority` runs the request lifecycle and
 //! `jitca-control` is the SSH server users talk to.
 
+mod audit;
 mod cli;
 mod dev;
 mod init;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Init(args) => init::run(&args.dir),
         Command::Check(args) => return check(&args.config),
+        Command::Audit(args) => audit::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

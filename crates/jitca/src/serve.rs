@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
-use jitca_authority::Authority;
+use jitca_authority::{AuditRecord, Authority, EventKind, Settings, audit::DAEMON};
 use jitca_control::ServerOptions;
 use jitca_policy::Config;
 use jitca_signer::CertAuthority;
@@ -52,18 +52,36 @@ async fn serve(
     dev_dir: Option<std::path::PathBuf>,
 ) -> Result<()> {
     let signer = CertAuthority::load(&config.ca_key)?;
+    let ca_fingerprint = signer
+        .public_key()
+        .fingerprint(ssh_key::HashAlg::Sha256)
+        .to_string();
     let host_key = jitca_signer::load_private_key(&config.host_key)?;
     let store = Arc::new(SledStore::open(&config.data_dir)?);
     let authority = Arc::new(Authority::new(
         config.policy,
-        config.pending_ttl,
+        Settings {
+            pending_ttl: config.pending_ttl,
+            audit_log: config.audit_log.clone(),
+        },
         store.clone(),
         signer,
-    ));
+    )?);
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
+    // Fail closed: a daemon that cannot record its own start records nothing else either.
+    blocking(&authority, move |a| {
+        a.record(
+            AuditRecord::new(EventKind::DaemonStarted, DAEMON)
+                .with("version", env!("CARGO_PKG_VERSION"))
+                .with("listen", bound.to_string())
+                .with("ca_fingerprint", ca_fingerprint),
+        )
+    })
+    .await
+    .context("cannot record the daemon's start in the audit log")?;
     let hint = format!("ssh -p {} jitca@{}", bound.port(), bound.ip());
     tracing::info!(address = %bound, config = %config.file.display(), "listening on {bound}");
     if let Some(dir) = dev_dir {
@@ -73,7 +91,7 @@ async fn serve(
     let sweeper = tokio::spawn(lapse_sweeper(authority.clone()));
     jitca_control::serve(
         listener,
-        authority,
+        authority.clone(),
         ServerOptions {
             host_key,
             ssh_hint: hint,
@@ -82,21 +100,38 @@ async fn serve(
     )
     .await?;
     sweeper.abort();
+    blocking(&authority, |a| {
+        a.record(AuditRecord::new(EventKind::DaemonStopped, DAEMON))
+    })
+    .await
+    .context("cannot record the daemon's stop in the audit log")?;
     tokio::task::spawn_blocking(move || jitca_store::Store::flush(store.as_ref())).await??;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// Lapses pending requests nobody decided on, for requests with nobody waiting on them.
+/// Runs an authority operation on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    authority: &Arc<Authority>,
+    op: impl FnOnce(&Authority) -> Result<T, jitca_authority::AuthorityError> + Send + 'static,
+) -> Result<T> {
+    let authority = authority.clone();
+    Ok(tokio::task::spawn_blocking(move || op(&authority)).await??)
+}
+
+/// Lapses pending requests nobody decided on (for requests with nobody waiting on them), and
+/// closes the failed-authentication rate window so a flood's count is recorded.
 async fn lapse_sweeper(authority: Arc<Authority>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
-        let authority = authority.clone();
-        match tokio::task::spawn_blocking(move || authority.lapse_due()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "lapsing due requests failed"),
-            Err(e) => tracing::error!(error = %e, "lapse sweeper panicked"),
+        let outcome = blocking(&authority, |a| {
+            a.lapse_due()?;
+            a.record_auth_failure(None)
+        })
+        .await;
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, "periodic upkeep failed");
         }
     }
 }

@@ -111,6 +111,8 @@ pub struct Config {
     pub host_key: PathBuf,
     /// The sled store's folder, resolved.
     pub data_dir: PathBuf,
+    /// Optional: the audit events also appended here as JSON lines (for log shippers).
+    pub audit_log: Option<PathBuf>,
     /// How long a request nobody decides on stays pending; 1s to 7d.
     pub pending_ttl: Duration,
     /// Who may ask for what, and who approves.
@@ -283,6 +285,7 @@ struct RawConfig {
     ca_key: Option<String>,
     host_key: Option<String>,
     data_dir: Option<String>,
+    audit_log: Option<String>,
     principal_format: Option<String>,
     pending_ttl: Option<String>,
     users: Option<NamedMap<RawUser>>,
@@ -394,6 +397,7 @@ fn validate(
     let ca_key = path_field("ca_key", raw.ca_key, DEFAULT_CA_KEY);
     let host_key = path_field("host_key", raw.host_key, DEFAULT_HOST_KEY);
     let data_dir = path_field("data_dir", raw.data_dir, DEFAULT_DATA_DIR);
+    let audit_log = raw.audit_log.map(|p| path_field("audit_log", Some(p), ""));
 
     let principal_format = raw
         .principal_format
@@ -436,6 +440,7 @@ fn validate(
         ca_key,
         host_key,
         data_dir,
+        audit_log,
         pending_ttl: pending_ttl?,
         policy,
         ca_key_line: index.nth_line(&root.key("ca_key"), 0),

@@ -1,14 +1,18 @@
 //! The store: what jitca must never forget.
 //!
-//! Requests and each of their state changes, and the certificate serial counter. The authority
+//! Requests and each of their state changes, the certificate serial counter, and the audit
+//! log: a hash chain of every event (see [`audit`]), appended in the same transaction as the
+//! state change it records, so neither can exist without the other. The authority
 //! sees only the [`Store`] trait: the handful of operations the request lifecycle needs, so that
 //! a second backend (a replicated database, for several daemons behind one name) can stand in
 //! for [`SledStore`] without the lifecycle changing. Every state change is a compare-and-swap
 //! against the exact record the caller read, so two approvers racing change a request once.
 
+pub mod audit;
 mod model;
 mod sled_store;
 
+pub use audit::{AuditQuery, AuditRecord, ChainBreak, EventKind, Head};
 pub use model::{Approval, Issuance, Request, State};
 pub use sled_store::SledStore;
 
@@ -62,19 +66,58 @@ pub enum StoreError {
 }
 
 /// The operations of the request lifecycle. Implementations must make every write visible to
-/// later reads at once, and durable once [`Store::flush`] returns.
+/// later reads at once, and durable once [`Store::flush`] returns. Audit records passed with a
+/// change are appended to the chain in the same atomic step as the change.
 pub trait Store: Send + Sync {
-    /// Stores a new request; fails with [`StoreError::Exists`] if its id is taken.
-    fn create_request(&self, request: &Request) -> Result<(), StoreError>;
+    /// Stores a new request and its audit records; fails with [`StoreError::Exists`] if its
+    /// id is taken (and then appends nothing).
+    fn create_request(&self, request: &Request, events: &[AuditRecord]) -> Result<(), StoreError>;
     /// One request, with its compare-and-swap token.
     fn request(&self, id: &str) -> Result<Option<Versioned>, StoreError>;
     /// Every request, newest first.
     fn requests(&self) -> Result<Vec<Request>, StoreError>;
-    /// Replaces `current` by `next` only if the stored record is still exactly `current`.
-    fn replace_request(&self, current: &Versioned, next: &Request) -> Result<Swap, StoreError>;
+    /// Replaces `current` by `next`, and appends `events`, only if the stored record is still
+    /// exactly `current`.
+    fn replace_request(
+        &self,
+        current: &Versioned,
+        next: &Request,
+        events: &[AuditRecord],
+    ) -> Result<Swap, StoreError>;
     /// The next certificate serial: never 0, never handed out twice, also across restarts
     /// (once the write that took it is flushed).
     fn next_serial(&self) -> Result<u64, StoreError>;
+    /// Appends audit records that go with no request change.
+    fn append_audit(&self, events: &[AuditRecord]) -> Result<Head, StoreError>;
+    /// The end of the audit chain.
+    fn audit_head(&self) -> Result<Head, StoreError>;
+    /// Calls `visit` with each record matching `query` (and its stored line), in seq order,
+    /// until it returns false.
+    fn scan_audit(
+        &self,
+        query: &AuditQuery,
+        visit: &mut dyn FnMut(&AuditRecord, &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+    /// Calls `visit` with every stored audit line and the seq it is stored under, in order,
+    /// without decoding or checking anything (for verification).
+    fn raw_audit(&self, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<(), StoreError>;
     /// Makes every write done before this call durable.
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// What a verification found: the intact chain's head, or the first broken record.
+pub fn verify_audit(store: &dyn Store) -> Result<Result<Head, ChainBreak>, StoreError> {
+    let mut verifier = audit::Verifier::new();
+    let mut broken = None;
+    store.raw_audit(&mut |seq, line| match verifier.next(seq, line) {
+        Ok(()) => true,
+        Err(e) => {
+            broken = Some(e);
+            false
+        }
+    })?;
+    if let Some(b) = broken {
+        return Ok(Err(b));
+    }
+    Ok(verifier.finish(Some(&store.audit_head()?)))
 }

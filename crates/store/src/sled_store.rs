@@ -1,16 +1,26 @@
-//! The sled backend: one tree of requests keyed by id, one tree of counters.
+//! The sled backend: a tree of requests keyed by id, the audit chain keyed by seq, an index of
+//! the audit chain by user, host, request and serial, and a tree of counters and the chain's
+//! head. Changes that touch several trees are one sled transaction.
 
 use std::path::Path;
 
+use chrono::Utc;
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use crate::audit::{self, AuditQuery, AuditRecord, Head};
 use crate::{Request, Store, StoreError, Swap, Versioned};
 
 const SERIAL_KEY: &[u8] = b"serial";
+const HEAD_KEY: &[u8] = b"audit_head";
 
 /// The store on a local sled database. One process at a time: sled locks its folder.
 pub struct SledStore {
     db: sled::Db,
     requests: sled::Tree,
     meta: sled::Tree,
+    audit: sled::Tree,
+    index: sled::Tree,
 }
 
 fn io(e: sled::Error) -> StoreError {
@@ -28,6 +38,122 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<Request, StoreError> {
     })
 }
 
+fn decode_record(seq: u64, bytes: &[u8]) -> Result<AuditRecord, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        key: format!("audit record {seq}"),
+        reason: e.to_string(),
+    })
+}
+
+/// Why a transaction gave up on its own.
+enum Abort {
+    Exists,
+    Conflict,
+    Missing,
+    Corrupt(String),
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<Abort>>;
+
+fn tx_error(e: TransactionError<Abort>, id: &str) -> StoreError {
+    match e {
+        TransactionError::Abort(Abort::Exists) => StoreError::Exists(id.to_string()),
+        TransactionError::Abort(Abort::Missing) => StoreError::Missing(id.to_string()),
+        TransactionError::Abort(Abort::Corrupt(what)) => StoreError::Corrupt {
+            key: what,
+            reason: "unreadable".into(),
+        },
+        TransactionError::Abort(Abort::Conflict) => {
+            unreachable!("a swap conflict is an outcome, not an error")
+        }
+        TransactionError::Storage(e) => io(e),
+    }
+}
+
+/// Index keys of a sealed record: `u`/`h`/`r` + name + NUL + seq, and `s` + serial + seq.
+/// Names never hold NUL (they are validated), so one name is never a prefix of another's keys.
+fn index_keys(record: &AuditRecord) -> Vec<Vec<u8>> {
+    let seq = record.seq.to_be_bytes();
+    let named = |tag: u8, name: &str| {
+        let mut k = Vec::with_capacity(name.len() + 10);
+        k.push(tag);
+        k.extend_from_slice(name.as_bytes());
+        k.push(0);
+        k.extend_from_slice(&seq);
+        k
+    };
+    let mut keys: Vec<Vec<u8>> = record.users().map(|u| named(b'u', u)).collect();
+    keys.extend(record.hosts.iter().map(|h| named(b'h', h)));
+    if let Some(id) = &record.request {
+        keys.push(named(b'r', id));
+    }
+    if let Some(serial) = record.serial {
+        let mut k = vec![b's'];
+        k.extend_from_slice(&serial.to_be_bytes());
+        k.extend_from_slice(&seq);
+        keys.push(k);
+    }
+    keys
+}
+
+/// The index prefix a query scans, if any filter has one (most selective first).
+fn index_prefix(query: &AuditQuery) -> Option<Vec<u8>> {
+    let named = |tag: u8, name: &str| {
+        let mut k = vec![tag];
+        k.extend_from_slice(name.as_bytes());
+        k.push(0);
+        k
+    };
+    if let Some(id) = &query.request {
+        return Some(named(b'r', id));
+    }
+    if let Some(serial) = query.serial {
+        let mut k = vec![b's'];
+        k.extend_from_slice(&serial.to_be_bytes());
+        return Some(k);
+    }
+    if let Some(user) = &query.user {
+        return Some(named(b'u', user));
+    }
+    query.host.as_deref().map(|h| named(b'h', h))
+}
+
+fn read_head(meta: &TransactionalTree) -> TxResult<Head> {
+    match meta.get(HEAD_KEY)? {
+        None => Ok(Head::genesis()),
+        Some(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|_| ConflictableTransactionError::Abort(Abort::Corrupt("audit head".into()))),
+    }
+}
+
+/// Appends `events` to the chain inside a transaction.
+fn append(
+    meta: &TransactionalTree,
+    audit: &TransactionalTree,
+    index: &TransactionalTree,
+    events: &[AuditRecord],
+) -> TxResult<Head> {
+    let mut head = read_head(meta)?;
+    let now = Utc::now();
+    for event in events {
+        let (line, next) = audit::seal(&head, event.clone(), now);
+        let mut sealed = event.clone();
+        sealed.seq = next.seq;
+        for key in index_keys(&sealed) {
+            index.insert(key, &[] as &[u8])?;
+        }
+        audit.insert(&next.seq.to_be_bytes(), line)?;
+        head = next;
+    }
+    if !events.is_empty() {
+        meta.insert(
+            HEAD_KEY,
+            serde_json::to_vec(&head).expect("a head serialises"),
+        )?;
+    }
+    Ok(head)
+}
+
 impl SledStore {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let open_err = |reason: String| StoreError::Open {
@@ -40,23 +166,58 @@ impl SledStore {
             }
             other => open_err(other.to_string()),
         })?;
-        let requests = db.open_tree("requests").map_err(io)?;
-        let meta = db.open_tree("meta").map_err(io)?;
-        Ok(Self { db, requests, meta })
+        let tree = |name: &str| db.open_tree(name).map_err(io);
+        Ok(Self {
+            requests: tree("requests")?,
+            meta: tree("meta")?,
+            audit: tree("audit")?,
+            index: tree("audit_index")?,
+            db,
+        })
+    }
+
+    fn record_at(&self, seq: u64) -> Result<Option<AuditRecord>, StoreError> {
+        match self.audit.get(seq.to_be_bytes()).map_err(io)? {
+            None => Ok(None),
+            Some(bytes) => decode_record(seq, &bytes).map(Some),
+        }
+    }
+
+    /// The smallest seq in `lo..=hi` whose record's time is at or after `t`, or `hi + 1`.
+    /// Times never decrease along the chain, so this is a binary search.
+    fn first_at_or_after(
+        &self,
+        t: chrono::DateTime<Utc>,
+        mut lo: u64,
+        hi: u64,
+    ) -> Result<u64, StoreError> {
+        let mut end = hi + 1;
+        while lo < end {
+            let mid = lo + (end - lo) / 2;
+            match self.record_at(mid)? {
+                Some(r) if r.time >= t => end = mid,
+                Some(_) => lo = mid + 1,
+                // A hole (only in a damaged log): look further on.
+                None => lo = mid + 1,
+            }
+        }
+        Ok(lo)
     }
 }
 
 impl Store for SledStore {
-    fn create_request(&self, request: &Request) -> Result<(), StoreError> {
-        let outcome = self
-            .requests
-            .compare_and_swap(
-                request.id.as_bytes(),
-                None as Option<&[u8]>,
-                Some(encode(request)),
-            )
-            .map_err(io)?;
-        outcome.map_err(|_| StoreError::Exists(request.id.clone()))
+    fn create_request(&self, request: &Request, events: &[AuditRecord]) -> Result<(), StoreError> {
+        let bytes = encode(request);
+        (&self.requests, &self.meta, &self.audit, &self.index)
+            .transaction(|(requests, meta, audit, index)| {
+                if requests.get(request.id.as_bytes())?.is_some() {
+                    return Err(ConflictableTransactionError::Abort(Abort::Exists));
+                }
+                requests.insert(request.id.as_bytes(), bytes.as_slice())?;
+                append(meta, audit, index, events)?;
+                Ok(())
+            })
+            .map_err(|e| tx_error(e, &request.id))
     }
 
     fn request(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
@@ -82,18 +243,32 @@ impl Store for SledStore {
         Ok(all)
     }
 
-    fn replace_request(&self, current: &Versioned, next: &Request) -> Result<Swap, StoreError> {
-        let id = current.request.id.as_bytes();
-        let outcome = self
-            .requests
-            .compare_and_swap(id, Some(current.token()), Some(encode(next)))
-            .map_err(io)?;
+    fn replace_request(
+        &self,
+        current: &Versioned,
+        next: &Request,
+        events: &[AuditRecord],
+    ) -> Result<Swap, StoreError> {
+        let id = current.request.id.as_str();
+        let bytes = encode(next);
+        let outcome = (&self.requests, &self.meta, &self.audit, &self.index).transaction(
+            |(requests, meta, audit, index)| {
+                match requests.get(id.as_bytes())? {
+                    None => return Err(ConflictableTransactionError::Abort(Abort::Missing)),
+                    Some(stored) if stored.as_ref() != current.token() => {
+                        return Err(ConflictableTransactionError::Abort(Abort::Conflict));
+                    }
+                    Some(_) => {}
+                }
+                requests.insert(id.as_bytes(), bytes.as_slice())?;
+                append(meta, audit, index, events)?;
+                Ok(())
+            },
+        );
         match outcome {
             Ok(()) => Ok(Swap::Done),
-            Err(cas) if cas.current.is_none() => {
-                Err(StoreError::Missing(current.request.id.clone()))
-            }
-            Err(_) => Ok(Swap::Conflict),
+            Err(TransactionError::Abort(Abort::Conflict)) => Ok(Swap::Conflict),
+            Err(e) => Err(tx_error(e, id)),
         }
     }
 
@@ -126,6 +301,88 @@ impl Store for SledStore {
                 reason: "not an 8-byte counter".into(),
             })?;
         Ok(serial)
+    }
+
+    fn append_audit(&self, events: &[AuditRecord]) -> Result<Head, StoreError> {
+        (&self.meta, &self.audit, &self.index)
+            .transaction(|(meta, audit, index)| append(meta, audit, index, events))
+            .map_err(|e| tx_error(e, "-"))
+    }
+
+    fn audit_head(&self) -> Result<Head, StoreError> {
+        match self.meta.get(HEAD_KEY).map_err(io)? {
+            None => Ok(Head::genesis()),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                key: "audit head".into(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn scan_audit(
+        &self,
+        query: &AuditQuery,
+        visit: &mut dyn FnMut(&AuditRecord, &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        let head = self.audit_head()?;
+        let mut lo = query.after_seq.map_or(1, |s| s.saturating_add(1));
+        let mut hi = head.seq;
+        if let Some(since) = query.since {
+            lo = self.first_at_or_after(since, lo, hi)?;
+        }
+        if let Some(until) = query.until {
+            hi = self.first_at_or_after(until, lo, hi)?.saturating_sub(1);
+        }
+        if lo > hi {
+            return Ok(());
+        }
+        let mut emit = |seq: u64, line: &[u8]| -> Result<bool, StoreError> {
+            let record = decode_record(seq, line)?;
+            Ok(!query.matches(&record) || visit(&record, line))
+        };
+        match index_prefix(query) {
+            Some(prefix) => {
+                let key = |seq: u64| [prefix.as_slice(), &seq.to_be_bytes()].concat();
+                for item in self.index.range(key(lo)..=key(hi)) {
+                    let (k, _) = item.map_err(io)?;
+                    let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes"));
+                    let Some(line) = self.audit.get(seq.to_be_bytes()).map_err(io)? else {
+                        continue;
+                    };
+                    if !emit(seq, &line)? {
+                        break;
+                    }
+                }
+            }
+            None => {
+                for item in self.audit.range(lo.to_be_bytes()..=hi.to_be_bytes()) {
+                    let (k, line) = item.map_err(io)?;
+                    let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+                        StoreError::Corrupt {
+                            key: "audit key".into(),
+                            reason: "not a seq".into(),
+                        }
+                    })?);
+                    if !emit(seq, &line)? {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn raw_audit(&self, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<(), StoreError> {
+        for item in self.audit.iter() {
+            let (k, line) = item.map_err(io)?;
+            // A key that is not 8 bytes cannot be a seq: report it as seq 0 so the
+            // verifier names it.
+            let seq = <[u8; 8]>::try_from(k.as_ref()).map_or(0, u64::from_be_bytes);
+            if !visit(seq, &line) {
+                break;
+            }
+        }
+        Ok(())
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -168,9 +425,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SledStore::open(dir.path()).unwrap();
-            store.create_request(&request("a")).unwrap();
+            store.create_request(&request("a"), &[]).unwrap();
             assert!(matches!(
-                store.create_request(&request("a")),
+                store.create_request(&request("a"), &[]),
                 Err(StoreError::Exists(_))
             ));
             assert_eq!(store.next_serial().unwrap(), 1);
@@ -195,7 +452,7 @@ mod tests {
     fn compare_and_swap_changes_once() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        store.create_request(&request("a")).unwrap();
+        store.create_request(&request("a"), &[]).unwrap();
         let seen_by_bob = store.request("a").unwrap().unwrap();
         let seen_by_carol = store.request("a").unwrap().unwrap();
         let mut bob = seen_by_bob.request.clone();
@@ -209,11 +466,11 @@ mod tests {
             at: carol.created_at,
         });
         assert!(matches!(
-            store.replace_request(&seen_by_bob, &bob).unwrap(),
+            store.replace_request(&seen_by_bob, &bob, &[]).unwrap(),
             Swap::Done
         ));
         assert!(matches!(
-            store.replace_request(&seen_by_carol, &carol).unwrap(),
+            store.replace_request(&seen_by_carol, &carol, &[]).unwrap(),
             Swap::Conflict
         ));
         assert_eq!(store.request("a").unwrap().unwrap().request, bob);
@@ -225,8 +482,8 @@ mod tests {
         let store = SledStore::open(dir.path()).unwrap();
         let mut old = request("z");
         old.created_at -= chrono::Duration::seconds(10);
-        store.create_request(&old).unwrap();
-        store.create_request(&request("a")).unwrap();
+        store.create_request(&old, &[]).unwrap();
+        store.create_request(&request("a"), &[]).unwrap();
         let ids: Vec<_> = store
             .requests()
             .unwrap()
@@ -234,5 +491,119 @@ mod tests {
             .map(|r| r.id)
             .collect();
         assert_eq!(ids, ["a", "z"]);
+    }
+
+    fn event(kind: crate::EventKind, actor: &str, host: &str) -> AuditRecord {
+        let mut r = AuditRecord::new(kind, actor);
+        r.hosts = vec![host.to_string()];
+        r
+    }
+
+    fn collect(store: &SledStore, q: &AuditQuery) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        store
+            .scan_audit(q, &mut |r, _| {
+                seqs.push(r.seq);
+                true
+            })
+            .unwrap();
+        seqs
+    }
+
+    #[test]
+    fn audit_records_go_with_their_change_or_not_at_all() {
+        use crate::EventKind::*;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut made = event(Requested, "alice", "web1");
+        made.request = Some("a".into());
+        store
+            .create_request(&request("a"), &[made.clone()])
+            .unwrap();
+        // A clash appends nothing.
+        assert!(store.create_request(&request("a"), &[made]).is_err());
+        assert_eq!(store.audit_head().unwrap().seq, 1);
+        let seen = store.request("a").unwrap().unwrap();
+        let mut next = seen.request.clone();
+        next.approvals.push(Approval {
+            by: "bob".into(),
+            at: next.created_at,
+        });
+        let mut approved = event(Approved, "bob", "web1");
+        approved.requester = Some("alice".into());
+        approved.serial = Some(9);
+        assert!(matches!(
+            store
+                .replace_request(&seen, &next, &[approved.clone()])
+                .unwrap(),
+            Swap::Done
+        ));
+        // A lost race appends nothing.
+        assert!(matches!(
+            store.replace_request(&seen, &next, &[approved]).unwrap(),
+            Swap::Conflict
+        ));
+        assert_eq!(store.audit_head().unwrap().seq, 2);
+        store
+            .append_audit(&[event(Refused, "carol", "db1")])
+            .unwrap();
+        assert_eq!(crate::verify_audit(&store).unwrap().unwrap().seq, 3);
+
+        let q = |f: fn(&mut AuditQuery)| {
+            let mut q = AuditQuery::default();
+            f(&mut q);
+            collect(&store, &q)
+        };
+        assert_eq!(q(|_| {}), [1, 2, 3]);
+        assert_eq!(q(|q| q.user = Some("alice".into())), [1, 2]);
+        assert_eq!(q(|q| q.user = Some("bob".into())), [2]);
+        assert_eq!(q(|q| q.host = Some("db1".into())), [3]);
+        assert_eq!(q(|q| q.serial = Some(9)), [2]);
+        assert_eq!(q(|q| q.request = Some("a".into())), [1]);
+        assert_eq!(q(|q| q.after_seq = Some(1)), [2, 3]);
+        assert_eq!(
+            q(|q| {
+                q.user = Some("alice".into());
+                q.host = Some("db1".into())
+            }),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            q(|q| q.since = Some(Utc::now() + chrono::Duration::hours(1))),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            q(|q| q.until = Some(Utc::now() - chrono::Duration::hours(1))),
+            Vec::<u64>::new()
+        );
+        assert_eq!(
+            q(|q| q.since = Some(Utc::now() - chrono::Duration::hours(1))),
+            [1, 2, 3]
+        );
+    }
+
+    #[test]
+    fn tampering_with_the_stored_chain_is_found() {
+        use crate::EventKind::*;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        for who in ["a", "b", "c", "d"] {
+            store.append_audit(&[event(Refused, who, "web1")]).unwrap();
+        }
+        let line = store.audit.get(2u64.to_be_bytes()).unwrap().unwrap();
+        let changed = String::from_utf8(line.to_vec())
+            .unwrap()
+            .replace("\"actor\":\"b\"", "\"actor\":\"x\"");
+        store
+            .audit
+            .insert(2u64.to_be_bytes(), changed.as_bytes())
+            .unwrap();
+        let broken = crate::verify_audit(&store).unwrap().unwrap_err();
+        assert_eq!(broken.seq, 2, "{broken}");
+        store.audit.insert(2u64.to_be_bytes(), line).unwrap();
+        assert!(crate::verify_audit(&store).unwrap().is_ok());
+        store.audit.remove(4u64.to_be_bytes()).unwrap();
+        let cut = crate::verify_audit(&store).unwrap().unwrap_err();
+        assert_eq!(cut.seq, 4, "{cut}");
     }
 }

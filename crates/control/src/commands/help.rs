@@ -15,6 +15,10 @@ jitca: temporary, approved SSH access. Run commands as `HINT COMMAND [ARGS]`.
   deny ID --reason TEXT                deny a pending request
   get ID                               your issued certificate again, while it is valid
   ca-key                               the CA public key (for TrustedUserCAKeys)
+  audit [--since T] [--until T] [--user U] [--host H] [--serial N] [--request ID] [--json]
+                                       the audit log (auditors); T like 2026-11-29, an
+                                       RFC 3339 time, or a duration ago (2h)
+  audit verify                         check the audit log's hash chain end to end
   help                                 this text
 
 Exit status: 0 success, 1 refused (the reason on stderr), 2 usage error.

@@ -1,6 +1,7 @@
 //! One file per command: its grammar (`SPEC`) and what it does (`run`).
 
 mod approve;
+mod audit;
 mod ca_key;
 mod deny;
 mod get;
@@ -42,7 +43,10 @@ pub(crate) enum Failure {
 
 impl From<AuthorityError> for Failure {
     fn from(e: AuthorityError) -> Self {
-        if matches!(e, AuthorityError::Store(_) | AuthorityError::Signer(_)) {
+        if matches!(
+            e,
+            AuthorityError::Store(_) | AuthorityError::Signer(_) | AuthorityError::AuditLog(_)
+        ) {
             tracing::error!(error = %e, "operation failed");
         }
         Failure::Refused(e.to_string())
@@ -78,6 +82,14 @@ pub(crate) async fn dispatch(ctx: &mut Ctx, line: &[u8]) -> u32 {
         Err(Failure::Usage(m)) => (2, m),
     };
     tracing::info!(user = %ctx.caller.user, status, message = %message.escape_debug(), "command refused");
+    let text = String::from_utf8_lossy(line).into_owned();
+    let recorded = message.clone();
+    if let Err(Failure::Refused(e)) = ctx
+        .call(move |a, c| a.record_refusal(c, &text, &recorded))
+        .await
+    {
+        tracing::error!(error = %e, "cannot record a refused command");
+    }
     ctx.out.stderr(&format!("jitca: {message}")).await;
     status
 }
@@ -102,6 +114,7 @@ async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
         "show" => show::run(ctx, args).await,
         "list" => list::run(ctx, args).await,
         "approve" => approve::run(ctx, args).await,
+        "audit" => audit::run(ctx, args).await,
         "deny" => deny::run(ctx, args).await,
         "get" => get::run(ctx, args).await,
         "ca-key" => ca_key::run(ctx, args).await,

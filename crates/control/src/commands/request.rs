@@ -77,7 +77,7 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
                 let certificate = ctx
                     .call({
                         let id = id.clone();
-                        move |a, c| a.certificate(c, &id)
+                        move |a, c| a.issued_certificate(c, &id)
                     })
                     .await?;
                 let approvers: Vec<&str> = now_request.approvers().collect();

@@ -1,0 +1,92 @@
+//! `jitca audit --data DIR`: the audit log read offline, with the daemon stopped. It only
+//! reads: a store under investigation is evidence, and is never written to.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, Result, anyhow, bail};
+use jitca_authority::{AuditQuery, parse_time};
+use jitca_store::{SledStore, Store};
+
+use crate::cli::{AuditAction, AuditArgs};
+
+pub fn run(args: AuditArgs) -> Result<()> {
+    match args.action {
+        Some(AuditAction::Verify { data }) => verify(&data),
+        None => query(args),
+    }
+}
+
+fn open(dir: &Path) -> Result<SledStore> {
+    // sled creates a missing store: check first, so a typo cannot make an empty "log".
+    if !dir.join("db").is_file() {
+        bail!(
+            "{} is not a jitca store (no sled database in it)",
+            dir.display()
+        );
+    }
+    SledStore::open(dir).map_err(|e| {
+        anyhow!("{e} (stop the daemon first, or read the log over the control channel)")
+    })
+}
+
+fn verify(dir: &Path) -> Result<()> {
+    let store = open(dir)?;
+    match jitca_store::verify_audit(&store)? {
+        Ok(head) => {
+            println!("audit log intact: {} records, head {}", head.seq, head.hash);
+            Ok(())
+        }
+        Err(broken) => bail!("audit log broken at {broken}"),
+    }
+}
+
+fn query(args: AuditArgs) -> Result<()> {
+    let dir = args.data.context("--data DIR is required")?;
+    let store = open(&dir)?;
+    let now = chrono::Utc::now();
+    let time = |t: &Option<String>| {
+        t.as_deref()
+            .map(|t| parse_time(t, now))
+            .transpose()
+            .map_err(|e| anyhow!(e))
+    };
+    let query = AuditQuery {
+        since: time(&args.since)?,
+        until: time(&args.until)?,
+        user: args.user,
+        host: args.host,
+        serial: args.serial,
+        request: args.request,
+        after_seq: None,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    if !args.json {
+        out.write_all(jitca_control::render::AUDIT_HEADER.as_bytes())?;
+    }
+    let mut failed = None;
+    store.scan_audit(&query, &mut |record, line| {
+        let written = if args.json {
+            out.write_all(line).and_then(|()| out.write_all(b"\n"))
+        } else {
+            out.write_all(jitca_control::render::audit_row(record).as_bytes())
+        };
+        match written {
+            Ok(()) => true,
+            Err(e) => {
+                failed = Some(e);
+                false
+            }
+        }
+    })?;
+    match failed {
+        // A reader that went away (`| head`) is not an error.
+        Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Some(e) => Err(e.into()),
+        None => match out.flush() {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+            _ => Ok(()),
+        },
+    }
+}
