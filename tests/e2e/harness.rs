@@ -187,7 +187,8 @@ impl Ca {
         let mut ca = Ca {
             dir,
             config: path,
-            port: 0,
+            // Fixed across restarts, so clients can keep connecting to the same address.
+            port: free_port(),
             child: None,
             log: Arc::default(),
         };
@@ -200,7 +201,8 @@ impl Ca {
             .arg("serve")
             .arg("--config")
             .arg(&self.config)
-            .args(["--listen", "127.0.0.1:0"])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", self.port))
             .env("JITCA_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -229,6 +231,19 @@ impl Ca {
             .recv_timeout(Duration::from_secs(30))
             .unwrap_or_else(|_| panic!("jitca did not start:\n{}", self.log.lock().unwrap()));
         self.child = Some(child);
+    }
+
+    /// Stops the daemon with SIGTERM, as systemd would, and waits for it to exit.
+    pub fn stop(&mut self) -> i32 {
+        let Some(mut child) = self.child.take() else {
+            return -1;
+        };
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        child.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    pub fn start_again(&mut self) {
+        self.spawn();
     }
 
     /// Stops the daemon (SIGKILL: nothing gets a chance to flush) and starts it again.
@@ -271,6 +286,20 @@ impl Ca {
         self.ssh(who, &format!("request {args}"), Some(key.as_bytes()))
     }
 
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The audit log as JSON objects, read over the control channel by `who`.
+    pub fn audit_json(&self, who: &Person, filters: &str) -> Vec<serde_json::Value> {
+        let out = self.ssh(who, &format!("audit --json {filters}"), None);
+        out.ok();
+        out.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON object a line"))
+            .collect()
+    }
+
     pub fn ca_pub(&self) -> PathBuf {
         self.dir.path().join("ca.pub")
     }
@@ -290,6 +319,29 @@ impl Ca {
         out.ok();
         serde_json::from_str(out.stdout.trim()).unwrap()
     }
+}
+
+/// `ssh -p PORT jitca@127.0.0.1 COMMAND` as `who`.
+pub fn ssh_at(port: u16, who: &Person, extra: &[&str], command: &str, stdin: Option<&[u8]>) -> Out {
+    let mut cmd = Command::new("ssh");
+    client_options(&mut cmd, &who.key);
+    cmd.args(["-p", &port.to_string()])
+        .args(extra)
+        .arg("jitca@127.0.0.1")
+        .arg(command);
+    run(&mut cmd, stdin)
+}
+
+/// `request ARGS` as `who`, with their own public key on stdin.
+pub fn request_at(port: u16, who: &Person, args: &str) -> Out {
+    let key = who.public_key();
+    ssh_at(
+        port,
+        who,
+        &[],
+        &format!("request {args}"),
+        Some(key.as_bytes()),
+    )
 }
 
 impl Drop for Ca {

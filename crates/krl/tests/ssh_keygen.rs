@@ -29,10 +29,12 @@ fn revoked_serials() -> BTreeSet<u64> {
         5_000_000_000,
         u64::MAX,
     ]);
-    s.extend(100..=130);
+    s.extend(100_000..=130_000);
     s.extend((20_000..20_400).filter(|n| n % 3 != 0));
     s
 }
+
+use ssh_key::PublicKey;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -41,8 +43,6 @@ struct Fixture {
     /// (certificate, signed by "ca", revoked by our KRL for "ca")
     certs: Vec<(PathBuf, bool)>,
 }
-
-use ssh_key::PublicKey;
 
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
@@ -53,33 +53,20 @@ fn fixture() -> Fixture {
     let user_pub = user.with_extension("pub");
     let mut certs = Vec::new();
     let revoked = revoked_serials();
-    let serials = [
-        1,
-        5,
-        9,
-        100,
-        115,
-        130,
-        1000,
-        1003,
-        1013,
-        20_001,
-        20_398,
-        5_000_000_000,
-        u64::MAX, // revoked
-        2,
-        4,
-        6,
-        99,
-        131,
-        1001,
-        1004,
-        1014,
-        20_001 + 2,
-        20_400,
-        4_999_999_999,
-        u64::MAX - 1, // not
+    // Revoked by serial, one or more of each subsection type.
+    let hits = [
+        1, 5, 9, 100_000, 115_000, 130_000, 1000, 1003, 1013, 20_000, 20_398,
     ];
+    let far_hits = [5_000_000_000, u64::MAX];
+    // Neighbours of revoked serials, and serials between subsections.
+    let misses = [2, 4, 6, 99_999, 130_001, 1001, 1004, 1014, 20_001, 20_400];
+    let far_misses = [4_999_999_999, u64::MAX - 1];
+    let serials: Vec<u64> = hits
+        .into_iter()
+        .chain(far_hits)
+        .chain(misses)
+        .chain(far_misses)
+        .collect();
     for serial in serials {
         let cert = sign(
             d,

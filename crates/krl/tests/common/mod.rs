@@ -47,8 +47,7 @@ pub fn keypair(dir: &Path, name: &str) -> (PathBuf, PublicKey) {
     )
 }
 
-/// A user certificate signed by `ca` (a key file in `dir`) for a copy of
-/// `user.pub`, with `key_id` and `serial`. Returns the certificate's path.
+/// A user certificate for principal "someone"; see [`sign_for`].
 pub fn sign(
     dir: &Path,
     ca: &str,
@@ -57,23 +56,37 @@ pub fn sign(
     key_id: &str,
     serial: u64,
 ) -> PathBuf {
+    sign_for(dir, ca, user_pub, name, key_id, "someone", serial)
+}
+
+/// A user certificate signed by `ca` (a key file in `dir`) for a copy of
+/// `user.pub` named `name.pub`, with `key_id`, `principal` and `serial`.
+/// Returns the certificate's path, `dir/name-cert.pub`.
+pub fn sign_for(
+    dir: &Path,
+    ca: &str,
+    user_pub: &Path,
+    name: &str,
+    key_id: &str,
+    principal: &str,
+    serial: u64,
+) -> PathBuf {
     let subject = dir.join(format!("{name}.pub"));
     std::fs::copy(user_pub, &subject).unwrap();
-    ssh_keygen_ok(
-        &[
-            "-q",
-            "-s",
-            ca,
-            "-I",
-            key_id,
-            "-n",
-            "someone",
-            "-z",
-            &serial.to_string(),
-            subject.to_str().unwrap(),
-        ],
-        dir,
-    );
+    let serial = serial.to_string();
+    let args = [
+        "-q",
+        "-s",
+        ca,
+        "-I",
+        key_id,
+        "-n",
+        principal,
+        "-z",
+        &serial,
+        subject.to_str().unwrap(),
+    ];
+    ssh_keygen_ok(&args, dir);
     dir.join(format!("{name}-cert.pub"))
 }
 
