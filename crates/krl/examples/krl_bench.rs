@@ -68,7 +68,7 @@ fn main() {
         d,
         &["-q", "-t", "ed25519", "-N", "", "-f", "ca"]
     ));
-    let ca = PublicKey::read_openssh_file(&d.join("ca.pub")).unwrap();
+    let ca = PublicKey::read_openssh_file(d.join("ca.pub")).unwrap();
 
     println!(
         "| distribution ({} serials) | ours (bytes) | ssh-keygen (bytes) | ssh-keygen's readable by OpenSSH | our encode | ssh-keygen -k |",

@@ -97,7 +97,10 @@ impl Krl {
     }
 
     /// The binary KRL (PROTOCOL.krl), as `ssh-keygen -k` would write and
-    /// `sshd`'s `RevokedKeys` reads.
+    /// `sshd`'s `RevokedKeys` reads. The serials take the fewest bytes the
+    /// format allows, so the file is never larger than `ssh-keygen -k`'s for
+    /// the same serials (except where `ssh-keygen`'s is unreadable: it can
+    /// write a bitmap longer than OpenSSH reads, see [`MAX_BITMAP_SPAN`]).
     ///
     /// # Panics
     ///
@@ -115,6 +118,11 @@ impl Krl {
     pub fn try_encode(&self) -> Result<Vec<u8>, KrlError> {
         let runs = serials::runs(&self.serials);
         let (plan, serial_bytes) = serials::plan(&runs);
+        // The plan knows its exact size: refuse before allocating what the
+        // 32-bit section length could not describe anyway.
+        if serial_bytes > u128::from(u32::MAX) {
+            return Err(KrlError::TooLarge("the certificates section"));
+        }
         let key_ids: Vec<&str> = self
             .key_ids
             .iter()

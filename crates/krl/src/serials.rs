@@ -34,10 +34,9 @@ const LIST_OVERHEAD: u128 = 1 + 4;
 const LIST_PER_SERIAL: u128 = 8;
 /// Wire bytes of a range subsection: type byte, string length, two serials.
 const RANGE_COST: u128 = 1 + 4 + 8 + 8;
-/// Wire bytes of a bitmap subsection besides the `span / 8` bytes that grow
-/// with its span: type byte, string length, offset, mpint length, and the one
-/// byte that `span / 8 + 1` adds.
-const BITMAP_OVERHEAD: u128 = 1 + 4 + 8 + 4 + 1;
+/// Wire bytes of a bitmap subsection before its bits: type byte, string
+/// length, offset, mpint length.
+const BITMAP_HEADER: u128 = 1 + 4 + 8 + 4;
 
 /// Consecutive revoked serials `lo..=hi`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,9 +75,9 @@ pub(crate) fn runs(serials: &BTreeSet<u64>) -> Vec<Run> {
     out
 }
 
-/// Bytes of a bitmap subsection spanning `span` serials.
+/// Bytes of a bitmap subsection spanning `span` serials (see [`bitmap_mpint`]).
 fn bitmap_cost(span: u64) -> u128 {
-    BITMAP_OVERHEAD - 1 + u128::from(span / 8) + 1
+    BITMAP_HEADER + u128::from(span / 8) + 1
 }
 
 /// The cheapest sequence of subsections for `runs`, and its size in bytes.
@@ -133,7 +132,7 @@ pub(crate) fn plan(runs: &[Run]) -> (Vec<Sub>, u128) {
             }
             if let Some(&(j, k)) = window.front() {
                 let borrow = i128::from(rl as u64 > ra);
-                let c = (k + a as i128 - borrow) as u128 + BITMAP_OVERHEAD;
+                let c = (k + a as i128 - borrow) as u128 + BITMAP_HEADER + 1;
                 debug_assert_eq!(c, cost[j] + bitmap_cost(runs[i].hi - runs[j].lo + 1));
                 if c < best.0 {
                     best = (c, Sub::Bitmap { first: j, last: i });

@@ -108,3 +108,20 @@ fn exact_sizes_of_the_simple_shapes() {
     // Scattered over 2^40: one list, 8 bytes a serial.
     assert_eq!(size(distributions::sparse()), 5 + 8 * 100_000);
 }
+
+/// Linear time: 100,000 serials in any shape encode in well under a second,
+/// even in a debug build (release takes a few milliseconds; see krl_bench).
+#[test]
+fn encodes_100k_serials_in_well_under_a_second() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, ca) = keypair(dir.path(), "ca");
+    for (name, serials) in distributions::all() {
+        let mut krl = Krl::new(ca.clone());
+        krl.serials = serials;
+        let start = std::time::Instant::now();
+        let bytes = krl.encode();
+        let took = start.elapsed();
+        assert!(!bytes.is_empty());
+        assert!(took.as_millis() < 1000, "{name}: encode took {took:?}");
+    }
+}

@@ -126,15 +126,16 @@ fn read_head(meta: &TransactionalTree) -> TxResult<Head> {
     }
 }
 
-/// Appends `events` to the chain inside a transaction.
+/// Appends `events` to the chain inside a transaction, at the clock reading `now` (never
+/// earlier than the chain's last record).
 fn append(
     meta: &TransactionalTree,
     audit: &TransactionalTree,
     index: &TransactionalTree,
     events: &[AuditRecord],
+    now: chrono::DateTime<Utc>,
 ) -> TxResult<Head> {
     let mut head = read_head(meta)?;
-    let now = Utc::now();
     for event in events {
         let (line, next) = audit::seal(&head, event.clone(), now);
         let mut sealed = event.clone();
@@ -176,6 +177,18 @@ impl SledStore {
         })
     }
 
+    /// Appends audit records as if the clock read `now`. For filling a store with a history
+    /// (benchmarks, migrations); the daemon always appends at the real time.
+    pub fn append_audit_at(
+        &self,
+        events: &[AuditRecord],
+        now: chrono::DateTime<Utc>,
+    ) -> Result<Head, StoreError> {
+        (&self.meta, &self.audit, &self.index)
+            .transaction(|(meta, audit, index)| append(meta, audit, index, events, now))
+            .map_err(|e| tx_error(e, "-"))
+    }
+
     fn record_at(&self, seq: u64) -> Result<Option<AuditRecord>, StoreError> {
         match self.audit.get(seq.to_be_bytes()).map_err(io)? {
             None => Ok(None),
@@ -214,7 +227,7 @@ impl Store for SledStore {
                     return Err(ConflictableTransactionError::Abort(Abort::Exists));
                 }
                 requests.insert(request.id.as_bytes(), bytes.as_slice())?;
-                append(meta, audit, index, events)?;
+                append(meta, audit, index, events, Utc::now())?;
                 Ok(())
             })
             .map_err(|e| tx_error(e, &request.id))
@@ -261,7 +274,7 @@ impl Store for SledStore {
                     Some(_) => {}
                 }
                 requests.insert(id.as_bytes(), bytes.as_slice())?;
-                append(meta, audit, index, events)?;
+                append(meta, audit, index, events, Utc::now())?;
                 Ok(())
             },
         );
@@ -305,7 +318,7 @@ impl Store for SledStore {
 
     fn append_audit(&self, events: &[AuditRecord]) -> Result<Head, StoreError> {
         (&self.meta, &self.audit, &self.index)
-            .transaction(|(meta, audit, index)| append(meta, audit, index, events))
+            .transaction(|(meta, audit, index)| append(meta, audit, index, events, Utc::now()))
             .map_err(|e| tx_error(e, "-"))
     }
 
