@@ -242,6 +242,17 @@ impl Ca {
         child.wait().unwrap().code().unwrap_or(-1)
     }
 
+    /// Sends a signal (`HUP`, `TERM`...) to the running daemon.
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     pub fn start_again(&mut self) {
         self.spawn();
     }
@@ -429,7 +440,8 @@ impl Drop for Sshd {
 }
 
 /// A team for the tests: alice requests; bob, carol and frank approve web; dave approves db;
-/// ivy audits; mallory has a key nobody registered.
+/// ivy audits; `web1` is a host's own key (no groups) for fetching the KRL; mallory has a key
+/// nobody registered.
 pub struct Team {
     pub dir: TempDir,
     pub alice: Person,
@@ -438,6 +450,7 @@ pub struct Team {
     pub frank: Person,
     pub dave: Person,
     pub ivy: Person,
+    pub web1: Person,
     pub mallory: Person,
 }
 
@@ -452,6 +465,7 @@ impl Team {
             frank: p("frank"),
             dave: p("dave"),
             ivy: p("ivy"),
+            web1: p("web1"),
             mallory: p("mallory"),
             dir,
         }
@@ -469,7 +483,7 @@ impl Team {
         };
         format!(
             "listen: \"127.0.0.1:0\"\nca_key: ca\nhost_key: host_ed25519\ndata_dir: data\n\
-             pending_ttl: {pending_ttl}\nusers:\n{}{}{}{}{}{}\
+             pending_ttl: {pending_ttl}\nusers:\n{}{}{}{}{}{}{}\
              hosts:\n  web: [web1, web2]\n  pairs: [pair1]\n  db: [db1]\n  lab: [lab1]\n\
              rules:\n\
              \x20 - name: dev-web\n    requesters: [dev]\n    hosts: [web]\n    logins: [root, nobody]\n    max_duration: 2h\n    approvals: 1\n    approvers: [sre]\n\
@@ -480,9 +494,10 @@ impl Team {
             user(&self.alice, "dev"),
             user(&self.bob, "sre"),
             user(&self.carol, "sre"),
-            user(&self.frank, "sre"),
+            user(&self.frank, "sre, dev"),
             user(&self.dave, "dba"),
             user(&self.ivy, "audit"),
+            user(&self.web1, ""),
         )
     }
 }

@@ -6,3 +6,4 @@ mod cli;
 mod harness;
 mod lifecycle;
 mod refusals;
+mod revocation;

@@ -23,6 +23,9 @@ pub enum AuthorityError {
     /// The audit log file could not be written; no certificate leaves until it can.
     #[error("the audit log file failed, so nothing leaves the daemon: {0}")]
     AuditLog(String),
+    /// The KRL could not be built or written.
+    #[error("the revocation list could not be published: {0}")]
+    Krl(String),
     /// The signer refused or failed; nothing was issued.
     #[error("signing failed, nothing was issued: {0}")]
     Signer(#[from] SignerError),

@@ -10,10 +10,13 @@
 pub mod audit;
 mod error;
 mod lifecycle;
+mod revocation;
 
 pub use audit::{AuthFailure, parse_time};
 pub use error::AuthorityError;
 pub use jitca_store::{
-    Approval, AuditQuery, AuditRecord, ChainBreak, EventKind, Head, Issuance, Request, State,
+    Approval, AuditQuery, AuditRecord, ChainBreak, EventKind, Head, Issuance, Request, Revocation,
+    State,
 };
 pub use lifecycle::{Authority, Caller, ListFilter, NewRequest, Settings, grant_of};
+pub use revocation::KRL_GRACE;

@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 
 use crate::AuthorityError;
 use crate::audit::{self, AuditFile, AuthFailure, AuthFailureLimiter};
+use crate::revocation::KrlCache;
 
 /// How far a certificate's validity starts before its issuance, for hosts whose clocks lag.
 const BACKDATE: TimeDelta = TimeDelta::seconds(60);
@@ -52,15 +53,19 @@ pub struct Settings {
     pub pending_ttl: Duration,
     /// A JSON-lines copy of the audit log, kept as durable as the store.
     pub audit_log: Option<PathBuf>,
+    /// Where to keep the current KRL, replaced atomically on every change.
+    pub krl_path: Option<PathBuf>,
 }
 
 /// The request lifecycle. Cheap to share (`Arc`).
 pub struct Authority {
-    policy: RwLock<Arc<Policy>>,
+    pub(crate) policy: RwLock<Arc<Policy>>,
     pending_ttl: Duration,
-    store: Arc<dyn Store>,
-    signer: CertAuthority,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) signer: CertAuthority,
     audit_file: Option<AuditFile>,
+    pub(crate) krl: Mutex<Option<KrlCache>>,
+    pub(crate) krl_path: Option<PathBuf>,
     auth_failures: Mutex<AuthFailureLimiter>,
     changes: broadcast::Sender<String>,
 }
@@ -85,6 +90,8 @@ impl Authority {
             store,
             signer,
             audit_file,
+            krl: Mutex::new(None),
+            krl_path: settings.krl_path,
             auth_failures: Mutex::new(AuthFailureLimiter::new()),
             changes,
         })
@@ -411,7 +418,7 @@ impl Authority {
 
     /// Makes every write so far durable: the store flushed, and the audit file (if any)
     /// caught up and synced. Every path that lets a certificate leave goes through here.
-    fn durable(&self) -> Result<(), AuthorityError> {
+    pub(crate) fn durable(&self) -> Result<(), AuthorityError> {
         self.store.flush()?;
         if let Some(file) = &self.audit_file {
             file.catch_up(self.store.as_ref())?;
@@ -463,10 +470,13 @@ impl Authority {
             State::Lapsed { .. } => {
                 Err(AuthorityError::Conflict(format!("request {id} has lapsed")))
             }
+            State::Revoked { .. } => Err(AuthorityError::Conflict(format!(
+                "request {id} was issued and then revoked"
+            ))),
         }
     }
 
-    fn find(&self, id: &str) -> Result<Versioned, AuthorityError> {
+    pub(crate) fn find(&self, id: &str) -> Result<Versioned, AuthorityError> {
         if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(AuthorityError::Invalid(format!(
                 "{} is not a request id",
@@ -519,7 +529,7 @@ impl Authority {
         })
     }
 
-    fn announce(&self, id: &str) {
+    pub(crate) fn announce(&self, id: &str) {
         // No receivers is fine: nobody is waiting.
         let _ = self.changes.send(id.to_string());
     }

@@ -47,14 +47,20 @@ pub(crate) fn request_json(r: &Request, now: DateTime<Utc>) -> Value {
         "lapses_at": time(r.lapses_at),
     });
     let map = v.as_object_mut().expect("an object");
+    if let Some(i) = r.issuance() {
+        map.insert("serial".into(), json!(i.serial));
+        map.insert("key_id".into(), json!(i.key_id));
+        map.insert("issued_at".into(), json!(time(i.issued_at)));
+        map.insert("valid_after".into(), json!(time(i.valid_after)));
+        map.insert("valid_before".into(), json!(time(i.valid_before)));
+    }
     match &r.state {
-        State::Issued(i) => {
-            map.insert("serial".into(), json!(i.serial));
-            map.insert("key_id".into(), json!(i.key_id));
-            map.insert("issued_at".into(), json!(time(i.issued_at)));
-            map.insert("valid_after".into(), json!(time(i.valid_after)));
-            map.insert("valid_before".into(), json!(time(i.valid_before)));
+        State::Revoked { revocation, .. } => {
+            map.insert("revoked_by".into(), json!(revocation.by));
+            map.insert("revoked_at".into(), json!(time(revocation.at)));
+            map.insert("revoke_reason".into(), json!(revocation.reason));
         }
+        State::Issued(_) => {}
         State::Denied { by, at, reason } => {
             map.insert("denied_by".into(), json!(by));
             map.insert("denied_at".into(), json!(time(*at)));
@@ -112,16 +118,26 @@ pub(crate) fn request_block(r: &Request, now: DateTime<Utc>, eligible: &[String]
         ("created", time(r.created_at)),
         ("from", r.source.clone()),
     ];
+    if let Some(i) = r.issuance() {
+        lines.push(("serial", i.serial.to_string()));
+        lines.push(("key id", i.key_id.clone()));
+        lines.push((
+            "valid",
+            format!("{} to {}", time(i.valid_after), time(i.valid_before)),
+        ));
+    }
     match &r.state {
         State::Pending => lines.push(("lapses", time(r.lapses_at))),
-        State::Issued(i) => {
-            lines.push(("serial", i.serial.to_string()));
-            lines.push(("key id", i.key_id.clone()));
-            lines.push((
-                "valid",
-                format!("{} to {}", time(i.valid_after), time(i.valid_before)),
-            ));
-        }
+        State::Issued(_) => {}
+        State::Revoked { revocation, .. } => lines.push((
+            "revoked",
+            format!(
+                "by {} at {}: {}",
+                revocation.by,
+                time(revocation.at),
+                clean(&revocation.reason)
+            ),
+        )),
         State::Denied { by, at, reason } => {
             lines.push((
                 "denied",

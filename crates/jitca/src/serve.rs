@@ -63,6 +63,7 @@ async fn serve(
         Settings {
             pending_ttl: config.pending_ttl,
             audit_log: config.audit_log.clone(),
+            krl_path: config.krl_path.clone(),
         },
         store.clone(),
         signer,
@@ -82,6 +83,17 @@ async fn serve(
     })
     .await
     .context("cannot record the daemon's start in the audit log")?;
+    // The config may have lost users while the daemon was down: end their access now, and
+    // publish a fresh KRL (a new version at every start).
+    blocking(&authority, |a| {
+        let ended = a.end_access_of_removed_users()?;
+        if !ended.is_empty() {
+            tracing::info!(requests = ?ended, "ended the access of users no longer in the config");
+        }
+        a.krl_changed()
+    })
+    .await
+    .context("cannot publish the revocation list")?;
     let hint = format!("ssh -p {} jitca@{}", bound.port(), bound.ip());
     tracing::info!(address = %bound, config = %config.file.display(), "listening on {bound}");
     if let Some(dir) = dev_dir {
@@ -89,6 +101,7 @@ async fn serve(
     }
 
     let sweeper = tokio::spawn(lapse_sweeper(authority.clone()));
+    let reloader = tokio::spawn(reload_on_sighup(authority.clone(), config.file.clone()));
     jitca_control::serve(
         listener,
         authority.clone(),
@@ -100,6 +113,7 @@ async fn serve(
     )
     .await?;
     sweeper.abort();
+    reloader.abort();
     blocking(&authority, |a| {
         a.record(AuditRecord::new(EventKind::DaemonStopped, DAEMON))
     })
@@ -119,14 +133,47 @@ async fn blocking<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(move || op(&authority)).await??)
 }
 
-/// Lapses pending requests nobody decided on (for requests with nobody waiting on them), and
-/// closes the failed-authentication rate window so a flood's count is recorded.
+/// Re-reads the config on SIGHUP. A config that fails the checks of `jitca check` is refused
+/// and the one in force stays; the log and the audit trail say so either way.
+async fn reload_on_sighup(authority: Arc<Authority>, file: std::path::PathBuf) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot listen for SIGHUP: reloads are off");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        let path = file.clone();
+        let outcome = match load(&file) {
+            Ok(config) => blocking(&authority, move |a| a.reload(config.policy, &path)).await,
+            Err(e) => {
+                tracing::error!("config reload refused, the config in force stays: {e:#}");
+                let why = format!("{e:#}");
+                blocking(&authority, move |a| {
+                    let mut event = AuditRecord::new(EventKind::ConfigReloaded, DAEMON)
+                        .with("file", path.display().to_string())
+                        .with("result", "refused: the config in force stays");
+                    event.reason = Some(why);
+                    a.record(event)
+                })
+                .await
+            }
+        };
+        if let Err(e) = outcome {
+            tracing::error!("config reload failed: {e:#}");
+        }
+    }
+}
+
+/// Lapses pending requests nobody decided on (for requests with nobody waiting on them), lets
+/// long-expired certificates leave the KRL, and closes the failed-authentication rate window
+/// so a flood's count is recorded.
 async fn lapse_sweeper(authority: Arc<Authority>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {
         tick.tick().await;
         let outcome = blocking(&authority, |a| {
             a.lapse_due()?;
+            a.prune_krl()?;
             a.record_auth_failure(None)
         })
         .await;

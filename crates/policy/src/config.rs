@@ -113,6 +113,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Optional: the audit events also appended here as JSON lines (for log shippers).
     pub audit_log: Option<PathBuf>,
+    /// Optional: the current KRL kept here, replaced atomically on every change.
+    pub krl_path: Option<PathBuf>,
     /// How long a request nobody decides on stays pending; 1s to 7d.
     pub pending_ttl: Duration,
     /// Who may ask for what, and who approves.
@@ -286,6 +288,7 @@ struct RawConfig {
     host_key: Option<String>,
     data_dir: Option<String>,
     audit_log: Option<String>,
+    krl_path: Option<String>,
     principal_format: Option<String>,
     pending_ttl: Option<String>,
     users: Option<NamedMap<RawUser>>,
@@ -398,6 +401,7 @@ fn validate(
     let host_key = path_field("host_key", raw.host_key, DEFAULT_HOST_KEY);
     let data_dir = path_field("data_dir", raw.data_dir, DEFAULT_DATA_DIR);
     let audit_log = raw.audit_log.map(|p| path_field("audit_log", Some(p), ""));
+    let krl_path = raw.krl_path.map(|p| path_field("krl_path", Some(p), ""));
 
     let principal_format = raw
         .principal_format
@@ -441,6 +445,7 @@ fn validate(
         host_key,
         data_dir,
         audit_log,
+        krl_path,
         pending_ttl: pending_ttl?,
         policy,
         ca_key_line: index.nth_line(&root.key("ca_key"), 0),

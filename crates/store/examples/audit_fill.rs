@@ -53,7 +53,12 @@ fn main() {
                     _ => requester.clone(),
                 };
                 let mut e = AuditRecord::new(kind, actor);
-                e.source = Some(format!("10.{}.{}.{}:52814", r % 250, (r >> 4) % 250, (r >> 12) % 250));
+                e.source = Some(format!(
+                    "10.{}.{}.{}:52814",
+                    r % 250,
+                    (r >> 4) % 250,
+                    (r >> 12) % 250
+                ));
                 if kind != EventKind::AuthFailed {
                     e.request = Some(format!("r{:09}", (seq + i as u64) / 4));
                     e.requester = Some(requester);
@@ -62,15 +67,20 @@ fn main() {
                 }
                 match kind {
                     EventKind::Requested => {
-                        e.reason = Some(format!("INC-{} investigate latency on {host}", r % 100_000));
-                        e = e
-                            .with("duration_secs", 3600)
-                            .with("fingerprint", "SHA256:uN4Qb4wJ0bBq0Y7oJ1y6b0v4V2pWn8Jm1lP9k3sQe5A");
+                        e.reason =
+                            Some(format!("INC-{} investigate latency on {host}", r % 100_000));
+                        e = e.with("duration_secs", 3600).with(
+                            "fingerprint",
+                            "SHA256:uN4Qb4wJ0bBq0Y7oJ1y6b0v4V2pWn8Jm1lP9k3sQe5A",
+                        );
                     }
                     EventKind::Issued | EventKind::CertificateFetched => {
                         e.serial = Some(seq + i as u64 + 1);
                         e.principals = vec![format!("deploy@{host}")];
-                        e = e.with("key_id", format!("jitca:r{:09}:u001:approvers=u002", seq / 4));
+                        e = e.with(
+                            "key_id",
+                            format!("jitca:r{:09}:u001:approvers=u002", seq / 4),
+                        );
                     }
                     _ => {}
                 }

@@ -13,7 +13,7 @@ mod model;
 mod sled_store;
 
 pub use audit::{AuditQuery, AuditRecord, ChainBreak, EventKind, Head};
-pub use model::{Approval, Issuance, Request, State};
+pub use model::{Approval, Issuance, Request, Revocation, State};
 pub use sled_store::SledStore;
 
 /// A record as read, with the token a later compare-and-swap must present.
@@ -101,8 +101,21 @@ pub trait Store: Send + Sync {
     /// Calls `visit` with every stored audit line and the seq it is stored under, in order,
     /// without decoding or checking anything (for verification).
     fn raw_audit(&self, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<(), StoreError>;
+    /// The revocation list's version and the time its contents were fixed.
+    fn krl_state(&self) -> Result<KrlState, StoreError>;
+    /// Starts a new revocation list version, fixed at `now`: called on every change of what
+    /// it revokes. The version only grows.
+    fn bump_krl(&self, now: chrono::DateTime<chrono::Utc>) -> Result<KrlState, StoreError>;
     /// Makes every write done before this call durable.
     fn flush(&self) -> Result<(), StoreError>;
+}
+
+/// Which revocation list is current: its version, and the time that decides which revoked
+/// certificates have expired long enough to leave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KrlState {
+    pub version: u64,
+    pub generated_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// What a verification found: the intact chain's head, or the first broken record.

@@ -59,6 +59,19 @@ pub enum State {
     },
     /// Nobody decided before `lapses_at`.
     Lapsed { at: DateTime<Utc> },
+    /// Issued, then revoked before it expired (`done`, `revoke`, or the requester removed).
+    Revoked {
+        issuance: Issuance,
+        revocation: Revocation,
+    },
+}
+
+/// Who ended an issued certificate early, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
 }
 
 /// The issuance record of a certificate.
@@ -83,12 +96,14 @@ impl Request {
             State::Issued(_) => "issued",
             State::Denied { .. } => "denied",
             State::Lapsed { .. } => "lapsed",
+            State::Revoked { .. } => "revoked",
         }
     }
 
+    /// The certificate's issuance record, whether it is still live or was revoked.
     pub fn issuance(&self) -> Option<&Issuance> {
         match &self.state {
-            State::Issued(i) => Some(i),
+            State::Issued(i) | State::Revoked { issuance: i, .. } => Some(i),
             _ => None,
         }
     }

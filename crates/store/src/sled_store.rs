@@ -9,10 +9,11 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::audit::{self, AuditQuery, AuditRecord, Head};
-use crate::{Request, Store, StoreError, Swap, Versioned};
+use crate::{KrlState, Request, Store, StoreError, Swap, Versioned};
 
 const SERIAL_KEY: &[u8] = b"serial";
 const HEAD_KEY: &[u8] = b"audit_head";
+const KRL_KEY: &[u8] = b"krl";
 
 /// The store on a local sled database. One process at a time: sled locks its folder.
 pub struct SledStore {
@@ -396,6 +397,52 @@ impl Store for SledStore {
             }
         }
         Ok(())
+    }
+
+    fn krl_state(&self) -> Result<KrlState, StoreError> {
+        match self.meta.get(KRL_KEY).map_err(io)? {
+            None => Ok(KrlState {
+                version: 0,
+                generated_at: chrono::DateTime::UNIX_EPOCH,
+            }),
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                key: "krl".into(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    fn bump_krl(&self, now: chrono::DateTime<Utc>) -> Result<KrlState, StoreError> {
+        let mut corrupt = false;
+        let bytes = self
+            .meta
+            .update_and_fetch(KRL_KEY, |old| {
+                let version = match old.map(serde_json::from_slice::<KrlState>) {
+                    None => 0,
+                    Some(Ok(state)) => state.version,
+                    Some(Err(_)) => {
+                        corrupt = true;
+                        return old.map(<[u8]>::to_vec);
+                    }
+                };
+                let next = KrlState {
+                    version: version + 1,
+                    generated_at: now,
+                };
+                Some(serde_json::to_vec(&next).expect("a krl state serialises"))
+            })
+            .map_err(io)?;
+        if corrupt {
+            return Err(StoreError::Corrupt {
+                key: "krl".into(),
+                reason: "unreadable".into(),
+            });
+        }
+        let bytes = bytes.expect("just written");
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            key: "krl".into(),
+            reason: e.to_string(),
+        })
     }
 
     fn flush(&self) -> Result<(), StoreError> {

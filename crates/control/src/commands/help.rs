@@ -14,6 +14,9 @@ jitca: temporary, approved SSH access. Run commands as `HINT COMMAND [ARGS]`.
   approve ID                           approve a request (never your own)
   deny ID --reason TEXT                deny a pending request
   get ID                               your issued certificate again, while it is valid
+  done ID                              end your access early: the certificate is revoked
+  revoke ID --reason TEXT              revoke a certificate (approvers of its rule, auditors)
+  krl > FILE                           the current OpenSSH KRL (for RevokedKeys), binary
   ca-key                               the CA public key (for TrustedUserCAKeys)
   audit [--since T] [--until T] [--user U] [--host H] [--serial N] [--request ID] [--json]
                                        the audit log (auditors); T like 2026-11-29, an

@@ -4,10 +4,13 @@ mod approve;
 mod audit;
 mod ca_key;
 mod deny;
+mod done;
 mod get;
 mod help;
+mod krl;
 mod list;
 mod request;
+mod revoke;
 mod show;
 mod whoami;
 
@@ -117,6 +120,9 @@ async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
         "audit" => audit::run(ctx, args).await,
         "deny" => deny::run(ctx, args).await,
         "get" => get::run(ctx, args).await,
+        "done" => done::run(ctx, args).await,
+        "revoke" => revoke::run(ctx, args).await,
+        "krl" => krl::run(ctx, args).await,
         "ca-key" => ca_key::run(ctx, args).await,
         "help" | "--help" => help::run(ctx, args).await,
         other => Err(Failure::Usage(format!(

@@ -102,6 +102,13 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
                     crate::render::clean(reason)
                 )));
             }
+            State::Revoked { revocation, .. } => {
+                return Err(Failure::Refused(format!(
+                    "request {id} was revoked by {}: {}",
+                    revocation.by,
+                    crate::render::clean(&revocation.reason)
+                )));
+            }
             State::Lapsed { .. } => {
                 return Err(Failure::Refused(format!(
                     "request {id} lapsed: nobody decided within {}",

@@ -1,0 +1,22 @@
+use super::{Ctx, Outcome, parse};
+use crate::args::Spec;
+
+const SPEC: Spec = Spec {
+    usage: "done ID",
+    positionals: &["ID"],
+    options: &[],
+    required: &[],
+};
+
+pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
+    let id = parse(&SPEC, args)?.positionals.remove(0);
+    let request = ctx.call(move |a, c| a.done(c, &id)).await?;
+    let serial = request.issuance().map_or(0, |i| i.serial);
+    ctx.out
+        .stderr(&format!(
+            "request {}: access ended, certificate serial {serial} revoked",
+            request.id
+        ))
+        .await;
+    Ok(())
+}

@@ -1,0 +1,27 @@
+use jitca_policy::check_reason;
+
+use super::{Ctx, Failure, Outcome, parse};
+use crate::args::{Kind, Spec};
+
+const SPEC: Spec = Spec {
+    usage: "revoke ID --reason TEXT",
+    positionals: &["ID"],
+    options: &[("--reason", Kind::Words)],
+    required: &["--reason"],
+};
+
+pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
+    let mut parsed = parse(&SPEC, args)?;
+    let reason = check_reason(parsed.value("--reason").unwrap_or_default())
+        .map_err(|e| Failure::Refused(e.to_string()))?;
+    let id = parsed.positionals.remove(0);
+    let request = ctx.call(move |a, c| a.revoke(c, &id, &reason)).await?;
+    let serial = request.issuance().map_or(0, |i| i.serial);
+    ctx.out
+        .stderr(&format!(
+            "request {}: certificate serial {serial} revoked",
+            request.id
+        ))
+        .await;
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! Revocation that stock `sshd` enforces: `done`, `revoke`, users removed from the config, the
+//! KRL file and the host-side refresh.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+fn with_krl_path(config: &str) -> String {
+    config.replace("data_dir: data\n", "data_dir: data\nkrl_path: krl\n")
+}
+
+/// An sshd for `host` that trusts the CA and reads the daemon's KRL file.
+fn sshd_with_krl(ca: &Ca, host: &str) -> Sshd {
+    let krl = ca.dir.path().join("krl");
+    assert!(krl.exists(), "the daemon publishes a KRL at start");
+    Sshd::start(
+        host,
+        &ca.ca_pub(),
+        &["root"],
+        &format!("RevokedKeys {}", krl.display()),
+    )
+}
+
+/// `ssh-keygen -Q -f KRL CERT`: true when the KRL revokes the certificate.
+fn revoked_by(krl: &Path, cert: &Path) -> bool {
+    let out = run(
+        Command::new("ssh-keygen")
+            .arg("-Q")
+            .arg("-f")
+            .arg(krl)
+            .arg(cert),
+        None,
+    );
+    match out.status {
+        0 => false,
+        1 => true,
+        _ => panic!("ssh-keygen -Q failed: {out:?}"),
+    }
+}
+
+fn krl_version(krl: &Path) -> u64 {
+    let out = run(
+        Command::new("ssh-keygen").args(["-Q", "-l", "-f"]).arg(krl),
+        None,
+    );
+    out.ok();
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("# KRL version "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no version in {out:?}"))
+}
+
+/// Requests a `lab1` certificate (no approval needed) and saves it under `name`.
+fn lab_cert(ca: &Ca, team: &Team, name: &str) -> (String, PathBuf) {
+    let out = ca.request(
+        &team.alice,
+        &format!("lab1 --as root --for 30m --reason {name}"),
+    );
+    out.ok();
+    let id = ca
+        .list_json(&team.alice)
+        .into_iter()
+        .find(|r| r["reason"] == name)
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (id, save_cert(team.dir.path(), name, &out.stdout))
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn done_and_revoke_are_enforced_by_sshd() {
+    let team = Team::new();
+    let ca = Ca::start(&with_krl_path(&team.config("1h")));
+    let krl = ca.dir.path().join("krl");
+    let lab = sshd_with_krl(&ca, "lab1");
+    let v0 = krl_version(&krl);
+
+    let (a, cert_a) = lab_cert(&ca, &team, "first");
+    let (b, cert_b) = lab_cert(&ca, &team, "second");
+    lab.login("root", &team.alice.key, &cert_a).ok();
+    lab.login("root", &team.alice.key, &cert_b).ok();
+
+    // Only the requester ends their own access.
+    ca.ssh(&team.bob, &format!("done {a}"), None)
+        .refused("no request");
+    ca.ssh(&team.ivy, &format!("done {a}"), None)
+        .refused("only alice");
+    let done = ca.ssh(&team.alice, &format!("done {a}"), None);
+    done.ok();
+    assert!(done.stderr.contains("access ended"), "{done:?}");
+    assert!(revoked_by(&krl, &cert_a));
+    assert!(!revoked_by(&krl, &cert_b));
+    let refused = lab.login("root", &team.alice.key, &cert_a);
+    assert_eq!(refused.status, 255, "{refused:?}");
+    assert!(lab.log().contains("revoked"), "{}", lab.log());
+    lab.login("root", &team.alice.key, &cert_b).ok();
+    assert!(
+        krl_version(&krl) > v0,
+        "the version grows with every change"
+    );
+    ca.ssh(&team.alice, &format!("get {a}"), None)
+        .refused("revoked");
+    ca.ssh(&team.alice, &format!("done {a}"), None)
+        .refused("revoked already");
+    assert_eq!(ca.show_json(&team.alice, &a)["state"], "revoked");
+
+    // A host fetches the same KRL over the control channel with its own key.
+    let fetched = Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+        ])
+        .arg(&team.web1.key)
+        .args(["-p", &ca.port.to_string(), "jitca@127.0.0.1", "krl"])
+        .output()
+        .unwrap();
+    assert!(fetched.status.success());
+    assert_eq!(
+        fetched.stdout,
+        std::fs::read(&krl).unwrap(),
+        "krl over SSH is the published file"
+    );
+
+    // Approvers of the rule and auditors revoke; others may not.
+    let web = id_of(&ca.request(
+        &team.alice,
+        "web1 --as root --for 1h --reason web work --no-wait",
+    ));
+    ca.ssh(
+        &team.carol,
+        &format!("revoke {web} --reason too early"),
+        None,
+    )
+    .refused("no certificate to revoke");
+    ca.ssh(&team.bob, &format!("approve {web}"), None).ok();
+    let web_cert = save_cert(
+        team.dir.path(),
+        "web",
+        &ca.ssh(&team.alice, &format!("get {web}"), None).stdout,
+    );
+    ca.ssh(&team.dave, &format!("revoke {web} --reason mine now"), None)
+        .refused("no request");
+    ca.ssh(&team.carol, &format!("revoke {web}"), None)
+        .usage("missing --reason");
+    ca.ssh(
+        &team.carol,
+        &format!("revoke {web} --reason left the incident"),
+        None,
+    )
+    .ok();
+    assert!(revoked_by(&krl, &web_cert));
+    ca.ssh(
+        &team.ivy,
+        &format!("revoke {b} --reason audit finding"),
+        None,
+    )
+    .ok();
+    assert!(revoked_by(&krl, &cert_b));
+    assert_eq!(lab.login("root", &team.alice.key, &cert_b).status, 255);
+
+    let revocations: Vec<serde_json::Value> = ca
+        .audit_json(&team.ivy, "")
+        .into_iter()
+        .filter(|e| e["event"] == "revoked" || e["event"] == "done")
+        .collect();
+    let seen: Vec<(&str, &str, &str)> = revocations
+        .iter()
+        .map(|e| {
+            (
+                e["event"].as_str().unwrap(),
+                e["actor"].as_str().unwrap(),
+                e["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("done", "alice", "done by the requester"),
+            ("revoked", "carol", "left the incident"),
+            ("revoked", "ivy", "audit finding")
+        ]
+    );
+    for e in &revocations {
+        assert_eq!(e["details"]["serials"], serde_json::json!([e["serial"]]));
+    }
+}
+
+#[test]
+fn removing_a_user_from_the_config_revokes_their_access() {
+    let team = Team::new();
+    let mut ca = Ca::start(&with_krl_path(&team.config("1h")));
+    let krl = ca.dir.path().join("krl");
+    let lab = sshd_with_krl(&ca, "lab1");
+    let (live, cert) = lab_cert(&ca, &team, "before");
+    let pending = id_of(&ca.request(
+        &team.alice,
+        "web1 --as root --for 1h --reason pending --no-wait",
+    ));
+    lab.login("root", &team.alice.key, &cert).ok();
+
+    // A config that fails the checks is refused on reload; the one in force stays.
+    let good = std::fs::read_to_string(&ca.config).unwrap();
+    std::fs::write(
+        &ca.config,
+        good.replace("approvers: [dba]", "approvers: [nobody-here]"),
+    )
+    .unwrap();
+    ca.signal("HUP");
+    wait_for("the refused reload in the log", || {
+        ca.log.lock().unwrap().contains("config reload refused")
+    });
+    assert!(ca.log.lock().unwrap().contains("nobody-here"));
+    ca.ssh(&team.alice, "whoami", None).ok();
+    lab.login("root", &team.alice.key, &cert).ok();
+
+    // Alice leaves: her config entry goes, then SIGHUP.
+    let alice_entry = format!(
+        "  alice:\n    keys: [\"{}\"]\n    groups: [dev]\n",
+        team.alice.public_key()
+    );
+    assert!(good.contains(&alice_entry));
+    std::fs::write(&ca.config, good.replace(&alice_entry, "")).unwrap();
+    ca.signal("HUP");
+    wait_for("alice's certificate to be revoked", || {
+        ca.show_json(&team.ivy, &live)["state"] == "revoked"
+    });
+    assert!(revoked_by(&krl, &cert));
+    assert_eq!(
+        lab.login("root", &team.alice.key, &cert).status,
+        255,
+        "sshd refuses it now"
+    );
+    let ended = ca.show_json(&team.ivy, &pending);
+    assert_eq!(ended["state"], "denied");
+    assert_eq!(ended["denied_by"], "jitca");
+    assert_eq!(
+        ca.ssh(&team.alice, "whoami", None).status,
+        255,
+        "her key is unknown now"
+    );
+    let reload = ca
+        .audit_json(&team.ivy, "")
+        .into_iter()
+        .filter(|e| e["event"] == "config_reloaded")
+        .collect::<Vec<_>>();
+    assert_eq!(reload.len(), 2);
+    assert!(
+        reload[0]["details"]["result"]
+            .as_str()
+            .unwrap()
+            .starts_with("refused")
+    );
+    assert_eq!(
+        reload[1]["details"]["users_removed"],
+        serde_json::json!(["alice"])
+    );
+
+    // Removed while the daemon was down: ended at start.
+    std::fs::write(&ca.config, &good).unwrap();
+    ca.signal("HUP");
+    wait_for("alice to be back", || {
+        ca.ssh(&team.alice, "whoami", None).status == 0
+    });
+    let (second, cert2) = lab_cert(&ca, &team, "again");
+    ca.stop();
+    std::fs::write(&ca.config, good.replace(&alice_entry, "")).unwrap();
+    ca.start_again();
+    assert_eq!(ca.show_json(&team.ivy, &second)["state"], "revoked");
+    assert!(revoked_by(&krl, &cert2));
+}
+
+#[test]
+fn the_host_refresh_installs_the_krl_and_keeps_the_last_good_one() {
+    let team = Team::new();
+    let mut ca = Ca::start(&team.config("1h"));
+    let host = tempfile::tempdir().unwrap();
+    let known_hosts = host.path().join("known_hosts");
+    let host_pub = std::fs::read_to_string(ca.dir.path().join("host_ed25519.pub")).unwrap();
+    std::fs::write(&known_hosts, format!("[127.0.0.1]:{} {host_pub}", ca.port)).unwrap();
+    let dest = host.path().join("jitca.krl");
+    let port = ca.port;
+    let refresh = |known: &Path| {
+        run(
+            Command::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/deploy/jitca-krl-refresh"
+            ))
+            .env("JITCA_CA", "127.0.0.1")
+            .env("JITCA_PORT", port.to_string())
+            .env("JITCA_IDENTITY", &team.web1.key)
+            .env("JITCA_KNOWN_HOSTS", known)
+            .env("JITCA_KRL", &dest),
+            None,
+        )
+    };
+    refresh(&known_hosts).ok();
+    let first = std::fs::read(&dest).unwrap();
+    assert!(first.starts_with(b"SSHKRL\n\0"));
+
+    let (id, cert) = lab_cert(&ca, &team, "refresh");
+    assert!(!revoked_by(&dest, &cert));
+    ca.ssh(&team.alice, &format!("done {id}"), None).ok();
+    refresh(&known_hosts).ok();
+    assert!(revoked_by(&dest, &cert), "the refreshed KRL revokes it");
+    let good = std::fs::read(&dest).unwrap();
+
+    // A CA we cannot verify, or cannot reach: the last good KRL stays in place.
+    let wrong = host.path().join("wrong_known_hosts");
+    std::fs::write(
+        &wrong,
+        format!("[127.0.0.1]:{} {}", ca.port, team.mallory.public_key()),
+    )
+    .unwrap();
+    assert_ne!(refresh(&wrong).status, 0);
+    assert_eq!(std::fs::read(&dest).unwrap(), good);
+    ca.stop();
+    assert_ne!(refresh(&known_hosts).status, 0);
+    assert_eq!(std::fs::read(&dest).unwrap(), good);
+    let leftovers: Vec<_> = std::fs::read_dir(host.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        3,
+        "no temp files left behind: {leftovers:?}"
+    );
+}
