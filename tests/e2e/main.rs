@@ -5,5 +5,6 @@ mod audit;
 mod cli;
 mod harness;
 mod lifecycle;
+mod login;
 mod refusals;
 mod revocation;

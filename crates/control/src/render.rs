@@ -207,6 +207,31 @@ pub(crate) fn table(requests: &[Request], now: DateTime<Utc>) -> String {
         .collect()
 }
 
+/// `watch`: one line per change of a request the caller may approve.
+pub(crate) fn watch_line(r: &Request, now: DateTime<Utc>) -> String {
+    let outcome = match &r.state {
+        State::Issued(i) => format!(" serial {}", i.serial),
+        State::Denied { by, reason, .. } => format!(" by {by}: {}", clean(reason)),
+        State::Revoked { revocation, .. } => {
+            format!(" by {}: {}", revocation.by, clean(&revocation.reason))
+        }
+        _ => String::new(),
+    };
+    format!(
+        "{} {:<8} {} {} wants {} on {} for {} ({}/{} approvals) reason \"{}\"{outcome}\n",
+        time(now),
+        r.state_name(now),
+        r.id,
+        clean(&r.requester),
+        r.logins.join(","),
+        r.hosts.join(","),
+        format_duration(std::time::Duration::from_secs(r.duration_secs)),
+        r.approvals.len(),
+        r.approvals_needed,
+        clean(&r.reason),
+    )
+}
+
 /// The header of the audit table.
 pub const AUDIT_HEADER: &str = "SEQ     TIME                  EVENT                     ACTOR         REQUEST     SERIAL  DETAILS\n";
 

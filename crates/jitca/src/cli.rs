@@ -26,6 +26,38 @@ pub enum Command {
     Check(CheckArgs),
     /// Read the audit log offline, while the daemon is stopped (or `audit verify`).
     Audit(AuditArgs),
+    /// Ask for access with a fresh key pair; on approval load key and certificate into
+    /// ssh-agent for exactly the certificate's lifetime (or write them with --out).
+    Login(LoginArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// The hosts, comma-separated (web1,web2).
+    #[arg(value_name = "HOSTS")]
+    pub hosts: String,
+    /// The login(s) on those hosts, comma-separated.
+    #[arg(long = "as", value_name = "LOGIN")]
+    pub login: String,
+    /// How long: 90s, 15m, 2h, 1d; at most the rule's max_duration.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: String,
+    /// Why, for the approver and the audit log (quotes optional: it runs to the next option).
+    #[arg(long, value_name = "TEXT", num_args = 1.., required = true)]
+    pub reason: Vec<String>,
+    /// The CA: HOST, HOST:PORT or [IPv6]:PORT (a Host alias from ~/.ssh/config works too).
+    #[arg(long, value_name = "HOST:PORT", env = "JITCA_CA")]
+    pub ca: String,
+    /// Write the key to PATH and the certificate to PATH-cert.pub instead of loading them
+    /// into ssh-agent.
+    #[arg(long, value_name = "PATH")]
+    pub out: Option<PathBuf>,
+    /// An option for the ssh that talks to the CA (like ssh -o), repeatable.
+    #[arg(short = 'o', value_name = "OPTION")]
+    pub ssh_options: Vec<String>,
+    /// The identity ssh uses to authenticate to the CA (like ssh -i).
+    #[arg(short = 'i', value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -9,6 +9,7 @@ mod audit;
 mod cli;
 mod dev;
 mod init;
+mod login;
 mod serve;
 
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Command::Init(args) => init::run(&args.dir),
         Command::Check(args) => return check(&args.config),
         Command::Audit(args) => audit::run(args),
+        Command::Login(args) => login::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,6 +12,8 @@ jitca: temporary, approved SSH access. Run commands as `HINT COMMAND [ARGS]`.
   show ID [--json]                     everything about one request
   list [--pending] [--mine] [--json]   requests you may see, newest first
   approve ID                           approve a request (never your own)
+  watch [--json]                       requests you may approve, as they come and go,
+                                       until you close the connection
   deny ID --reason TEXT                deny a pending request
   get ID                               your issued certificate again, while it is valid
   done ID                              end your access early: the certificate is revoked

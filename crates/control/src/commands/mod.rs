@@ -12,6 +12,7 @@ mod list;
 mod request;
 mod revoke;
 mod show;
+mod watch;
 mod whoami;
 
 use std::sync::Arc;
@@ -123,6 +124,7 @@ async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
         "done" => done::run(ctx, args).await,
         "revoke" => revoke::run(ctx, args).await,
         "krl" => krl::run(ctx, args).await,
+        "watch" => watch::run(ctx, args).await,
         "ca-key" => ca_key::run(ctx, args).await,
         "help" | "--help" => help::run(ctx, args).await,
         other => Err(Failure::Usage(format!(

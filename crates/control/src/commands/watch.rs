@@ -1,0 +1,102 @@
+//! `watch`: the requests the caller may approve, as they arrive and as they are decided, until
+//! the connection closes. For an approver's terminal kept open, or a bot.
+
+use std::collections::HashMap;
+
+use jitca_authority::{Request, grant_of};
+use tokio::sync::broadcast::error::RecvError;
+
+use super::{Ctx, Outcome, parse};
+use crate::args::{Kind, Spec};
+use crate::render;
+
+const SPEC: Spec = Spec {
+    usage: "watch [--json]",
+    positionals: &[],
+    options: &[("--json", Kind::Flag)],
+    required: &[],
+};
+
+pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
+    let json = parse(&SPEC, args)?.flag("--json");
+    // Subscribe first: nothing that happens after the listing below is missed.
+    let mut changes = ctx.authority.subscribe();
+    let pending = ctx
+        .call(|a, c| {
+            let policy = a.policy();
+            Ok(a.list(
+                c,
+                jitca_authority::ListFilter {
+                    pending_only: true,
+                    mine_only: false,
+                },
+            )?
+            .into_iter()
+            .filter(|r| {
+                policy
+                    .check_approver(&c.user, &r.requester, &grant_of(r))
+                    .is_ok()
+            })
+            .collect::<Vec<_>>())
+        })
+        .await?;
+    let mut seen: HashMap<String, (&'static str, usize)> = HashMap::new();
+    // Oldest first, as a stream reads.
+    for request in pending.iter().rev() {
+        emit(ctx, request, json, &mut seen).await;
+    }
+    ctx.out
+        .stderr("watching requests you may approve; close the connection to stop")
+        .await;
+    loop {
+        match changes.recv().await {
+            Ok(id) => {
+                let found = ctx
+                    .call(move |a, c| {
+                        let Ok(request) = a.show(c, &id) else {
+                            return Ok(None);
+                        };
+                        let eligible = a
+                            .policy()
+                            .check_approver(&c.user, &request.requester, &grant_of(&request))
+                            .is_ok();
+                        Ok(eligible.then_some(request))
+                    })
+                    .await?;
+                if let Some(request) = found {
+                    emit(ctx, &request, json, &mut seen).await;
+                }
+            }
+            Err(RecvError::Lagged(missed)) => {
+                ctx.out
+                    .stderr(&format!(
+                        "missed {missed} changes (too many at once); `list --pending` shows where things stand"
+                    ))
+                    .await;
+            }
+            Err(RecvError::Closed) => return Ok(()),
+        }
+    }
+}
+
+/// One line for a change not shown yet: a new request, an approval, or its outcome.
+async fn emit(
+    ctx: &Ctx,
+    request: &Request,
+    json: bool,
+    seen: &mut HashMap<String, (&'static str, usize)>,
+) {
+    let now = chrono::Utc::now();
+    let state = request.state_name(now);
+    let mark = (state, request.approvals.len());
+    if seen.get(&request.id) == Some(&mark) {
+        return;
+    }
+    seen.insert(request.id.clone(), mark);
+    let line = if json {
+        format!("{}\n", render::request_json(request, now))
+    } else {
+        render::watch_line(request, now)
+    };
+    ctx.out.stdout(line).await;
+}
