@@ -242,6 +242,11 @@ impl Ca {
         child.wait().unwrap().code().unwrap_or(-1)
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Sends a signal (`HUP`, `TERM`...) to the running daemon.
     pub fn signal(&self, name: &str) {
         let child = self.child.as_ref().expect("running");
@@ -429,6 +434,50 @@ impl Sshd {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+}
+
+impl Sshd {
+    /// The lines every test `sshd` needs (loopback port, its own host key and pid file, no PAM,
+    /// public keys only), without any certificate settings: for a caller's own config file.
+    /// The host key is `d/host_key`, made by `keygen` if absent.
+    pub fn base_config(d: &Path, port: u16) -> String {
+        if !d.join("host_key").exists() {
+            keygen(&d.join("host_key"), "sshd-host");
+        }
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             UsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             AuthorizedKeysFile none\nLogLevel VERBOSE\n",
+            d = d.display()
+        )
+    }
+
+    /// Starts `sshd -D -e -f CONFIG` with a config the caller wrote, listening on `port`;
+    /// `dir` is kept for the sshd's life and gets its log, `dir/sshd.log`.
+    pub fn start_with_config(dir: TempDir, port: u16, config: &Path) -> Sshd {
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd (are the tests running as root?)");
+        let d = dir.path();
+        let log = std::fs::File::create(d.join("sshd.log")).unwrap();
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start /usr/sbin/sshd");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "sshd did not start: {}",
+                std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Sshd { dir, port, child }
     }
 }
 

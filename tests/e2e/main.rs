@@ -3,8 +3,11 @@
 
 mod audit;
 mod cli;
+mod hardening;
 mod harness;
+mod host_setup;
 mod lifecycle;
 mod login;
+mod quickstart;
 mod refusals;
 mod revocation;

@@ -10,6 +10,7 @@ use russh::{Channel, ChannelMsg, ChannelWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::commands::{self, Ctx};
+use crate::gate::Activity;
 
 /// Where a command writes. stdout is for programs, stderr for people.
 pub(crate) struct Output {
@@ -60,11 +61,15 @@ impl Stdin {
     }
 }
 
+/// Runs one session channel. The connection counts as active while its command runs;
+/// `refusal` refuses every command (the person holds too many connections).
 pub(crate) async fn run(
     channel: Channel<Msg>,
     authority: Arc<Authority>,
     caller: Caller,
     hint: Arc<str>,
+    activity: Arc<Activity>,
+    refusal: Option<String>,
 ) {
     let (mut reader, writer) = channel.split();
     let out = Output { writer };
@@ -79,7 +84,9 @@ pub(crate) async fn run(
             None => return,
         }
     };
+    let _busy = activity.begin();
     let refusal = match (&command, pty) {
+        _ if refusal.is_some() => refusal.map(|why| format!("jitca: {why}")),
         (None, _) => Some(format!(
             "jitca: there is no shell here; run a command, e.g. `{hint} help`"
         )),

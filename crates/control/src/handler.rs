@@ -11,6 +11,7 @@ use russh::server::{
 use russh::{Channel, ChannelId, Pty};
 
 use crate::channel;
+use crate::gate::{Activity, Gate, Session as Held};
 
 pub(crate) struct Connection {
     authority: Arc<Authority>,
@@ -20,19 +21,36 @@ pub(crate) struct Connection {
     caller: Option<Caller>,
     /// What an unauthenticated peer tried, for the audit record if it never succeeds.
     tried: Option<AuthFailure>,
+    gate: Arc<Gate>,
+    /// Told when authentication succeeds (the grace-time watch stops then).
+    authenticated: Arc<tokio::sync::Notify>,
+    activity: Arc<Activity>,
+    /// This person's slot among their connections, or why there is none.
+    held: Option<Result<Held, String>>,
 }
 
 /// Keys of one failed connection worth recording.
 const MAX_KEYS_RECORDED: usize = 8;
 
 impl Connection {
-    pub(crate) fn new(authority: Arc<Authority>, peer: SocketAddr, hint: Arc<str>) -> Self {
+    pub(crate) fn new(
+        authority: Arc<Authority>,
+        peer: SocketAddr,
+        hint: Arc<str>,
+        gate: Arc<Gate>,
+        authenticated: Arc<tokio::sync::Notify>,
+        activity: Arc<Activity>,
+    ) -> Self {
         Self {
             authority,
             peer,
             hint,
             caller: None,
             tried: None,
+            gate,
+            authenticated,
+            activity,
+            held: None,
         }
     }
 
@@ -92,6 +110,8 @@ impl Handler for Connection {
         match self.known(key.public_key) {
             Some(user) => {
                 tracing::debug!(peer = %self.peer, %user, "authenticated");
+                self.held = Some(self.gate.session(&user));
+                self.authenticated.notify_one();
                 self.caller = Some(Caller {
                     user,
                     source: crate::server::peer_text(self.peer),
@@ -118,11 +138,17 @@ impl Handler for Connection {
             return Ok(());
         };
         reply.accept().await;
+        let refusal = match &self.held {
+            Some(Err(why)) => Some(why.clone()),
+            _ => None,
+        };
         tokio::spawn(channel::run(
             channel,
             self.authority.clone(),
             caller,
             self.hint.clone(),
+            self.activity.clone(),
+            refusal,
         ));
         Ok(())
     }

@@ -10,8 +10,19 @@
 mod args;
 mod channel;
 mod commands;
+mod gate;
 mod handler;
 pub mod render;
 mod server;
 
+pub use commands::{CheckedCommand, CommandRefusal};
 pub use server::{ServerOptions, serve};
+
+/// Checks one command line exactly as the daemon does before it runs the command: the size
+/// limit, UTF-8, the shell-like split, the command's name, its grammar, and every typed value
+/// (hosts, logins, duration, reason, audit filters) through the same validators, with the same
+/// refusals (exit status and message). Nothing is read from stdin and nothing is stored. The
+/// daemon runs this same code; it is public for the fuzz targets in `fuzz/` and for tests.
+pub fn check_command_line(line: &[u8]) -> Result<CheckedCommand, CommandRefusal> {
+    commands::check(line)
+}

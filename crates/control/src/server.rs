@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jitca_authority::Authority;
+use jitca_policy::Limits;
 use russh::keys::PrivateKey;
 use russh::server::Config;
-use russh::{MethodKind, MethodSet, SshId};
-use tokio::net::TcpListener;
+use russh::{Disconnect, MethodKind, MethodSet, SshId};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 
+use crate::gate::{Activity, Gate, Startup};
 use crate::handler::Connection;
 
 /// What the server needs besides the authority.
@@ -18,6 +21,7 @@ pub struct ServerOptions {
     pub host_key: PrivateKey,
     /// Shown to users in help texts, e.g. `ssh -p 2222 jitca@ca.example`.
     pub ssh_hint: String,
+    pub limits: Limits,
 }
 
 /// Serves the control channel on `listener` until `shutdown` completes.
@@ -43,6 +47,7 @@ pub async fn serve(
         ..Default::default()
     });
     let hint: Arc<str> = options.ssh_hint.into();
+    let gate = Gate::new(options.limits);
     tokio::pin!(shutdown);
     loop {
         let (socket, peer) = tokio::select! {
@@ -57,20 +62,116 @@ pub async fn serve(
                 }
             },
         };
-        let config = config.clone();
-        let handler = Connection::new(authority.clone(), peer, hint.clone());
-        tokio::spawn(async move {
-            let _ = socket.set_nodelay(true);
-            match russh::server::run_stream(config, socket, handler).await {
-                Ok(session) => {
-                    if let Err(e) = session.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                }
-                Err(e) => tracing::debug!(%peer, error = %e, "connection setup failed"),
+        // Over the limits: closed before a byte is read, at no cost but the accept.
+        let startup = match gate.startup(peer.ip()) {
+            Ok(startup) => startup,
+            Err(why) => {
+                tracing::debug!(%peer, why, "connection refused");
+                continue;
             }
-        });
+        };
+        let authenticated = Arc::new(Notify::new());
+        let activity = Activity::new();
+        let handler = Connection::new(
+            authority.clone(),
+            peer,
+            hint.clone(),
+            gate.clone(),
+            authenticated.clone(),
+            activity.clone(),
+        );
+        tokio::spawn(run_connection(
+            config.clone(),
+            socket,
+            handler,
+            startup,
+            authenticated,
+            activity,
+        ));
     }
+}
+
+/// One connection, from its first byte: authenticated within the grace time or dropped, then
+/// closed when it sits idle.
+async fn run_connection(
+    config: Arc<Config>,
+    socket: TcpStream,
+    handler: Connection,
+    startup: Startup,
+    authenticated: Arc<Notify>,
+    activity: Arc<Activity>,
+) {
+    let limits = *startup.limits();
+    let peer = socket.peer_addr().ok();
+    let _ = socket.set_nodelay(true);
+    // A second handle on the socket, to cut a client off even when the SSH session behind
+    // it no longer reads (a client that stalls in the middle of key exchange).
+    let Ok((socket, cutter)) = with_cutter(socket) else {
+        return;
+    };
+    let grace = tokio::time::sleep(limits.login_grace_time);
+    tokio::pin!(grace);
+    // The version exchange is inside the grace time too: a client trickling bytes is cut off.
+    let mut session = tokio::select! {
+        started = russh::server::run_stream(config, socket, handler) => match started {
+            Ok(session) => session,
+            Err(e) => {
+                tracing::debug!(?peer, error = %e, "connection setup failed");
+                return;
+            }
+        },
+        _ = &mut grace => {
+            tracing::debug!(?peer, "no SSH version exchange within the grace time");
+            return;
+        }
+    };
+    let handle = session.handle();
+    let cut = |why: &'static str| {
+        let handle = handle.clone();
+        let cutter = &cutter;
+        async move {
+            let _ = handle
+                .disconnect(Disconnect::ByApplication, why.into(), String::new())
+                .await;
+            // Give a live client the message; then close the socket regardless.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let _ = cutter.shutdown(std::net::Shutdown::Both);
+        }
+    };
+    tokio::select! {
+        ended = &mut session => {
+            if let Err(e) = ended {
+                tracing::debug!(?peer, error = %e, "connection ended before authenticating");
+            }
+            return;
+        }
+        _ = authenticated.notified() => {}
+        _ = &mut grace => {
+            tracing::info!(?peer, "authentication took longer than login_grace_time: disconnected");
+            cut("authentication took too long").await;
+            return;
+        }
+    }
+    // Authenticated: it no longer counts against the start-up limits.
+    drop(startup);
+    tokio::select! {
+        ended = &mut session => {
+            if let Err(e) = ended {
+                tracing::debug!(?peer, error = %e, "connection ended with an error");
+            }
+        }
+        _ = activity.idle_for(limits.idle_timeout) => {
+            tracing::info!(?peer, "idle longer than idle_timeout: disconnected");
+            cut("idle too long").await;
+        }
+    }
+}
+
+/// The socket, and a clone of its descriptor that can shut it down from outside.
+fn with_cutter(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
+    let std = socket.into_std()?;
+    let cutter = std.try_clone()?;
+    Ok((TcpStream::from_std(std)?, cutter))
 }
 
 /// For log lines.

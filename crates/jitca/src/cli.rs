@@ -29,6 +29,12 @@ pub enum Command {
     /// Ask for access with a fresh key pair; on approval load key and certificate into
     /// ssh-agent for exactly the certificate's lifetime (or write them with --out).
     Login(LoginArgs),
+    /// Print what one host needs to trust jitca: a sh script to run as root there (or --format text).
+    HostSetup(HostSetupArgs),
+    /// Print a shell completion script for SHELL on stdout.
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff) on stdout, or write one page per command with --dir.
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -135,4 +141,47 @@ pub struct CheckArgs {
     /// The config file to validate.
     #[arg(long, value_name = "FILE")]
     pub config: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HostSetupArgs {
+    /// The jitca config file (checked like `jitca check`).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// The host, as named in the config's host groups.
+    #[arg(long, value_name = "NAME")]
+    pub host: String,
+    /// The host's sshd folder: where the CA key, principals, KRL and drop-in go.
+    #[arg(long, value_name = "DIR", default_value = "/etc/ssh")]
+    pub ssh_dir: PathBuf,
+    /// The CA as the host reaches it (default: the config's listen address, or this
+    /// machine's host name when it listens on every address).
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub ca: Option<String>,
+    /// Also trust the CA public key(s) in FILE, for a CA key rotation (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub extra_ca: Vec<PathBuf>,
+    /// `script`: a sh script that writes the files; `text`: a plain listing of them.
+    #[arg(long, value_enum, default_value = "script")]
+    pub format: HostSetupFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HostSetupFormat {
+    Script,
+    Text,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write jitca.1 and one page per command (jitca-serve.1, ...) into DIR instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }

@@ -8,6 +8,8 @@
 mod audit;
 mod cli;
 mod dev;
+mod generate;
+mod host_setup;
 mod init;
 mod login;
 mod serve;
@@ -26,6 +28,9 @@ fn main() -> ExitCode {
         Command::Check(args) => return check(&args.config),
         Command::Audit(args) => audit::run(args),
         Command::Login(args) => login::run(args),
+        Command::HostSetup(args) => host_setup::run(args),
+        Command::Completions(args) => generate::completions(args.shell),
+        Command::Man(args) => generate::man(args.dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

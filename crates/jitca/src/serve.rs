@@ -108,6 +108,7 @@ async fn serve(
         ServerOptions {
             host_key,
             ssh_hint: hint,
+            limits: config.limits,
         },
         shutdown_signal(),
     )

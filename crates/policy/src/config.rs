@@ -98,6 +98,37 @@ impl From<ConfigError> for ConfigErrors {
     }
 }
 
+/// How much the control channel lets clients hold, like sshd's `MaxStartups`,
+/// `LoginGraceTime`, `ClientAlive*` and `MaxSessions`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections that have not authenticated yet, at once, overall.
+    pub max_startups: u32,
+    /// The same, from one source address.
+    pub max_startups_per_source: u32,
+    /// Time to finish authenticating (from the TCP connection).
+    pub login_grace_time: Duration,
+    /// An authenticated connection with no command running is closed after this.
+    pub idle_timeout: Duration,
+    /// Authenticated connections one person may hold at once.
+    pub max_sessions_per_user: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_startups: 256,
+            max_startups_per_source: 16,
+            login_grace_time: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(15 * 60),
+            max_sessions_per_user: 16,
+        }
+    }
+}
+
+/// The longest `login_grace_time` and `idle_timeout`.
+pub const MAX_LIMIT_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// A validated config: addresses and paths for the daemon, and the [`Policy`].
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -117,6 +148,8 @@ pub struct Config {
     pub krl_path: Option<PathBuf>,
     /// How long a request nobody decides on stays pending; 1s to 7d.
     pub pending_ttl: Duration,
+    /// Connection limits of the control channel.
+    pub limits: Limits,
     /// Who may ask for what, and who approves.
     pub policy: Policy,
     /// The line of `ca_key:` in the file, if written there; for [`Config::check_key_files`].
@@ -291,10 +324,24 @@ struct RawConfig {
     krl_path: Option<String>,
     principal_format: Option<String>,
     pending_ttl: Option<String>,
+    limits: Option<RawLimits>,
     users: Option<NamedMap<RawUser>>,
     hosts: Option<NamedMap<Vec<String>>>,
     rules: Option<Vec<RawRule>>,
     auditors: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "limits: a mapping of max_startups, max_startups_per_source, login_grace_time, idle_timeout, max_sessions_per_user"
+)]
+struct RawLimits {
+    max_startups: Option<u32>,
+    max_startups_per_source: Option<u32>,
+    login_grace_time: Option<String>,
+    idle_timeout: Option<String>,
+    max_sessions_per_user: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -413,6 +460,12 @@ fn validate(
         Some(text) => checked_duration(&text, MAX_PENDING_TTL, &root.key("pending_ttl"), problems),
     };
 
+    let limits = validate_limits(
+        raw.limits.unwrap_or_default(),
+        &root.key("limits"),
+        problems,
+    );
+
     let users = validate_users(raw.users.unwrap_or(NamedMap(Vec::new())), problems);
     let groups: HashSet<&str> = users
         .iter()
@@ -447,10 +500,52 @@ fn validate(
         audit_log,
         krl_path,
         pending_ttl: pending_ttl?,
+        limits: limits?,
         policy,
         ca_key_line: index.nth_line(&root.key("ca_key"), 0),
         host_key_line: index.nth_line(&root.key("host_key"), 0),
     })
+}
+
+/// The `limits:` section: each value given replaces its default; counts are 1 or more.
+fn validate_limits(raw: RawLimits, path: &YamlPath, problems: &mut Problems<'_>) -> Option<Limits> {
+    let mut limits = Limits::default();
+    let mut ok = true;
+    let mut count = |name: &str, value: Option<u32>, slot: &mut u32| match value {
+        Some(0) => {
+            problems.at(&path.key(name), "must be at least 1");
+            ok = false;
+        }
+        Some(n) => *slot = n,
+        None => {}
+    };
+    count("max_startups", raw.max_startups, &mut limits.max_startups);
+    count(
+        "max_startups_per_source",
+        raw.max_startups_per_source,
+        &mut limits.max_startups_per_source,
+    );
+    count(
+        "max_sessions_per_user",
+        raw.max_sessions_per_user,
+        &mut limits.max_sessions_per_user,
+    );
+    for (name, value, slot) in [
+        (
+            "login_grace_time",
+            raw.login_grace_time,
+            &mut limits.login_grace_time,
+        ),
+        ("idle_timeout", raw.idle_timeout, &mut limits.idle_timeout),
+    ] {
+        if let Some(text) = value {
+            match checked_duration(&text, MAX_LIMIT_DURATION, &path.key(name), problems) {
+                Some(d) => *slot = d,
+                None => ok = false,
+            }
+        }
+    }
+    ok.then_some(limits)
 }
 
 /// A duration from the file: readable, more than zero, at most `max`.

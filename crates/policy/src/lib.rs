@@ -10,7 +10,7 @@ pub mod duration;
 pub mod locate;
 pub mod names;
 
-pub use config::{Config, ConfigError, ConfigErrors, KNOWN_EXTENSIONS, load, parse};
+pub use config::{Config, ConfigError, ConfigErrors, KNOWN_EXTENSIONS, Limits, load, parse};
 pub use decide::{Ask, Denial, Grant, Policy, Rule, User};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use names::{

@@ -2,11 +2,12 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use ssh_key::public::KeyData;
 use ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
+use zeroize::Zeroizing;
 
 use crate::SignerError;
 
@@ -53,24 +54,126 @@ pub fn write_private_key(path: &Path, key: &PrivateKey) -> Result<(), SignerErro
     Ok(())
 }
 
-/// Loads an unencrypted OpenSSH private key.
+/// Loads an unencrypted OpenSSH private key, after [`check_private_file`].
 pub fn load_private_key(path: &Path) -> Result<PrivateKey, SignerError> {
-    let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| SignerError::Read {
-        path: shown.clone(),
-        source,
-    })?;
-    let key = PrivateKey::from_openssh(text.as_bytes()).map_err(|e| SignerError::BadKey {
-        path: shown.clone(),
-        reason: e.to_string(),
-    })?;
+    let key = read_private_key(path)?;
     if key.is_encrypted() {
         return Err(SignerError::BadKey {
-            path: shown,
-            reason: "the key is encrypted; jitca needs an unencrypted key file".into(),
+            path: path.display().to_string(),
+            reason: "the key is encrypted with a passphrase; jitca needs this key unencrypted \
+                     (protect it with file permissions instead)"
+                .into(),
         });
     }
     Ok(key)
+}
+
+/// Loads an OpenSSH private key that may be encrypted, after [`check_private_file`]; an
+/// encrypted one is decrypted with `passphrase`, and refused without one.
+pub(crate) fn load_private_key_with(
+    path: &Path,
+    passphrase: Option<(&[u8], &str)>,
+) -> Result<PrivateKey, SignerError> {
+    let key = read_private_key(path)?;
+    match passphrase {
+        _ if !key.is_encrypted() => Ok(key),
+        None => Err(SignerError::BadKey {
+            path: path.display().to_string(),
+            reason: "the key is encrypted with a passphrase and no passphrase is configured \
+                     (ca_key_passphrase_file or ca_key_passphrase_credential)"
+                .into(),
+        }),
+        Some((passphrase, from)) => key.decrypt(passphrase).map_err(|e| {
+            SignerError::Passphrase(match e {
+                // The check integers after decryption differ: the passphrase is not this key's.
+                ssh_key::Error::Crypto => format!(
+                    "the passphrase from {from} does not decrypt {} (wrong passphrase)",
+                    path.display()
+                ),
+                other => format!(
+                    "cannot decrypt {} with the passphrase from {from}: {other}",
+                    path.display()
+                ),
+            })
+        }),
+    }
+}
+
+/// Reads and parses a private key file (encrypted or not) once [`check_private_file`] passes.
+pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKey, SignerError> {
+    check_private_file(path, "PRIVATE KEY")?;
+    let shown = path.display().to_string();
+    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+        SignerError::Read {
+            path: shown.clone(),
+            source,
+        }
+    })?);
+    PrivateKey::from_openssh(text.as_bytes()).map_err(|e| SignerError::BadKey {
+        path: shown,
+        reason: e.to_string(),
+    })
+}
+
+/// Like OpenSSH's "UNPROTECTED PRIVATE KEY FILE!": a file holding a secret must be a regular
+/// file owned by the user running jitca, with no access at all for group or others (0600 or
+/// 0400). `what` names the secret in the message, like `PRIVATE KEY`.
+pub fn check_private_file(path: &Path, what: &'static str) -> Result<(), SignerError> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|source| SignerError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    if !meta.is_file() {
+        return Err(SignerError::BadKey {
+            path: shown,
+            reason: "not a regular file".into(),
+        });
+    }
+    let mode = meta.mode() & 0o7777;
+    let open = mode & 0o077 != 0;
+    let me = nix::unistd::geteuid();
+    let owner = nix::unistd::Uid::from_raw(meta.uid());
+    let foreign = owner != me;
+    if !open && !foreign {
+        return Ok(());
+    }
+    let mut problems = Vec::new();
+    let mut fixes = Vec::new();
+    if foreign {
+        problems.push(format!(
+            "is owned by {}, but jitca runs as {}",
+            user_name(owner),
+            user_name(me)
+        ));
+        fixes.push(format!(
+            "chown {} {shown} (or run jitca as the file's owner)",
+            nix::unistd::User::from_uid(me)
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_else(|| me.to_string())
+        ));
+    }
+    if open {
+        problems.push(format!(
+            "has mode {mode:04o}, so group or others may read or change it"
+        ));
+        fixes.push(format!("chmod 600 {shown}"));
+    }
+    Err(SignerError::Unprotected {
+        what,
+        problem: format!("{shown} {}", problems.join(" and ")),
+        fix: fixes.join(", then "),
+    })
+}
+
+/// `uid 0 (root)`, or `uid 1234` when the user has no name.
+fn user_name(uid: nix::unistd::Uid) -> String {
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(user)) => format!("uid {uid} ({})", user.name),
+        _ => format!("uid {uid}"),
+    }
 }
 
 /// Refuses keys that must not be certified: DSA, RSA under 2048 bits.

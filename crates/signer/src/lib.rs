@@ -1,13 +1,22 @@
 //! The signer: turns an approved grant into an OpenSSH user certificate.
 //!
-//! It holds the CA private key and nothing else. Every certificate it signs is checked twice:
+//! It holds the CA private key and nothing else, or signs through the `ssh-agent` that holds it
+//! ([`CaKeySource`]). A private key or passphrase file is used only when it is owned by the user
+//! running jitca and closed to group and others, like OpenSSH's "UNPROTECTED PRIVATE KEY FILE!".
+//! Key material and passphrases never appear in a message or a log. Every certificate it signs is checked twice:
 //! the template is refused before signing when it could fail open (no principals, serial 0,
 //! an empty key id, an empty or inverted validity window), and the signed certificate is read
 //! back and validated against the CA before it is handed out.
 
+mod agent;
 mod keys;
+mod source;
 
-pub use keys::{check_subject_key, generate_ed25519, load_private_key, write_private_key};
+pub use agent::AGENT_TIMEOUT;
+pub use keys::{
+    check_private_file, check_subject_key, generate_ed25519, load_private_key, write_private_key,
+};
+pub use source::{CREDENTIALS_DIRECTORY, CaKeySource, Passphrase};
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,6 +36,22 @@ pub enum SignerError {
     /// The key file exists but is not an OpenSSH private key we can use.
     #[error("{path} is not a usable OpenSSH private key: {reason}")]
     BadKey { path: String, reason: String },
+    /// A private key or passphrase file others may read or change, or owned by someone else.
+    #[error("UNPROTECTED {what} FILE! {problem}; jitca refuses to use it. Fix: {fix}")]
+    Unprotected {
+        what: &'static str,
+        problem: String,
+        fix: String,
+    },
+    /// The passphrase of an encrypted CA key cannot be read, or does not decrypt it.
+    #[error("{0}")]
+    Passphrase(String),
+    /// The `.pub` file naming the CA key in an agent cannot be read.
+    #[error("{0}")]
+    PublicKeyFile(String),
+    /// The ssh-agent holding the CA key cannot be reached, or does not sign with it.
+    #[error("the ssh-agent holding the CA key ({socket}) {problem}")]
+    Agent { socket: String, problem: String },
     /// A key file could not be written (it exists already, or the folder is not writable).
     #[error("cannot write {path}: {source}")]
     Write {
@@ -68,17 +93,58 @@ pub struct Signed {
 
 /// The certificate authority: the CA key and the operations that use it.
 pub struct CertAuthority {
-    key: PrivateKey,
+    key: CaKey,
     public_line: String,
 }
 
+/// What signs: the key itself, or the agent that holds it.
+enum CaKey {
+    Local(PrivateKey),
+    Agent(agent::AgentKey),
+}
+
+impl CaKey {
+    fn public_key(&self) -> &PublicKey {
+        match self {
+            CaKey::Local(key) => key.public_key(),
+            CaKey::Agent(agent) => agent.public_key(),
+        }
+    }
+}
+
 impl CertAuthority {
-    /// Loads the CA private key from an unencrypted OpenSSH private key file.
-    pub fn load(path: &Path) -> Result<Self, SignerError> {
-        Self::from_key(load_private_key(path)?)
+    /// Opens the CA key where `source` says, with every check made before anything is signed:
+    /// the key file's owner and mode, the passphrase (its file's owner and mode too) and that it
+    /// decrypts the key, or that the agent answers and holds the key named by the `.pub` file.
+    pub fn open(source: &CaKeySource) -> Result<Self, SignerError> {
+        let key = match source {
+            CaKeySource::File { path, passphrase } => {
+                let passphrase = match passphrase {
+                    Some(p) => Some((p.read()?, p.to_string())),
+                    None => None,
+                };
+                let passphrase = passphrase.as_ref().map(|(p, from)| (&p[..], from.as_str()));
+                CaKey::Local(keys::load_private_key_with(path, passphrase)?)
+            }
+            CaKeySource::Agent { socket, public_key } => CaKey::Agent(agent::AgentKey::open(
+                socket,
+                source::read_public_key_file(public_key)?,
+            )?),
+        };
+        Self::new(key)
     }
 
+    /// Loads the CA private key from an unencrypted OpenSSH private key file.
+    pub fn load(path: &Path) -> Result<Self, SignerError> {
+        Self::open(&CaKeySource::file(path))
+    }
+
+    /// A CA for a key already in memory (tests, tools).
     pub fn from_key(key: PrivateKey) -> Result<Self, SignerError> {
+        Self::new(CaKey::Local(key))
+    }
+
+    fn new(key: CaKey) -> Result<Self, SignerError> {
         let mut public = key.public_key().clone();
         public.set_comment("jitca-ca");
         let public_line = public
@@ -94,6 +160,11 @@ impl CertAuthority {
 
     pub fn public_key(&self) -> &PublicKey {
         self.key.public_key()
+    }
+
+    /// Whether signatures go through an ssh-agent.
+    pub fn uses_agent(&self) -> bool {
+        matches!(self.key, CaKey::Agent(_))
     }
 
     /// Signs a user certificate exactly as the template says, after refusing any template that
@@ -144,7 +215,10 @@ impl CertAuthority {
                 .critical_option(name.as_str(), value.as_str())
                 .map_err(signing)?;
         }
-        let certificate = builder.sign(&self.key).map_err(signing)?;
+        let certificate = match &self.key {
+            CaKey::Local(key) => builder.sign(key).map_err(signing)?,
+            CaKey::Agent(agent) => agent.sign_certificate(builder)?,
+        };
         self.post_sign_check(t, &certificate)?;
         let openssh = certificate.to_openssh().map_err(signing)?;
         Ok(Signed {

@@ -1,7 +1,7 @@
 use super::{Ctx, Outcome, parse};
 use crate::args::Spec;
 
-const SPEC: Spec = Spec {
+pub(super) const SPEC: Spec = Spec {
     usage: "approve ID",
     positionals: &["ID"],
     options: &[],

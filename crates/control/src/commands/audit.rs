@@ -31,25 +31,31 @@ const VERIFY: Spec = Spec {
 /// Bytes of output gathered before they are sent on.
 const CHUNK: usize = 64 * 1024;
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
+/// What `audit` was asked, checked.
+pub(super) enum Asked {
+    Verify,
+    Query { query: AuditQuery, json: bool },
+}
+
+/// The grammar and the filters, checked, before the log is touched.
+pub(super) fn check(args: &[String]) -> Result<Asked, Failure> {
     if args.first().map(String::as_str) == Some("verify") {
         parse(&VERIFY, &args[1..])?;
-        return match ctx.call(|a, c| a.verify_audit(c)).await? {
-            Ok(head) => {
-                ctx.out
-                    .stdout(format!(
-                        "audit log intact: {} records, head {}\n",
-                        head.seq, head.hash
-                    ))
-                    .await;
-                Ok(())
-            }
-            Err(broken) => Err(Failure::Refused(format!("audit log broken at {broken}"))),
-        };
+        return Ok(Asked::Verify);
     }
     let parsed = parse(&QUERY, args)?;
     let query = query_from(&parsed).map_err(Failure::Refused)?;
-    let json = parsed.flag("--json");
+    Ok(Asked::Query {
+        query,
+        json: parsed.flag("--json"),
+    })
+}
+
+pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
+    let (query, json) = match check(args)? {
+        Asked::Query { query, json } => (query, json),
+        Asked::Verify => return verify(ctx).await,
+    };
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
     let reading = ctx.call(move |a, c| {
@@ -82,6 +88,22 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     };
     let (read, ()) = tokio::join!(reading, writing);
     read
+}
+
+/// `audit verify`: the hash chain, end to end.
+async fn verify(ctx: &mut Ctx) -> Outcome {
+    match ctx.call(|a, c| a.verify_audit(c)).await? {
+        Ok(head) => {
+            ctx.out
+                .stdout(format!(
+                    "audit log intact: {} records, head {}\n",
+                    head.seq, head.hash
+                ))
+                .await;
+            Ok(())
+        }
+        Err(broken) => Err(Failure::Refused(format!("audit log broken at {broken}"))),
+    }
 }
 
 /// The filters as typed, checked.

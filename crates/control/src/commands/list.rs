@@ -4,7 +4,7 @@ use super::{Ctx, Outcome, parse};
 use crate::args::{Kind, Spec};
 use crate::render;
 
-const SPEC: Spec = Spec {
+pub(super) const SPEC: Spec = Spec {
     usage: "list [--pending] [--mine] [--json]",
     positionals: &[],
     options: &[

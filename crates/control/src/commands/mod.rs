@@ -99,19 +99,8 @@ pub(crate) async fn dispatch(ctx: &mut Ctx, line: &[u8]) -> u32 {
 }
 
 async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
-    if line.len() > MAX_COMMAND_LINE {
-        return Err(Failure::Refused(format!(
-            "the command line is longer than {MAX_COMMAND_LINE} bytes"
-        )));
-    }
-    let text = std::str::from_utf8(line)
-        .map_err(|_| Failure::Refused("the command line is not valid UTF-8".into()))?;
-    let words = shlex::split(text).ok_or_else(|| {
-        Failure::Usage("cannot split the command line (unbalanced quotes?)".into())
-    })?;
-    let Some((name, args)) = words.split_first() else {
-        return Err(Failure::Usage("no command given; try `help`".into()));
-    };
+    let (name, args) = split(line)?;
+    let args = args.as_slice();
     match name.as_str() {
         "whoami" => whoami::run(ctx, args).await,
         "request" => request::run(ctx, args).await,
@@ -127,11 +116,108 @@ async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
         "watch" => watch::run(ctx, args).await,
         "ca-key" => ca_key::run(ctx, args).await,
         "help" | "--help" => help::run(ctx, args).await,
-        other => Err(Failure::Usage(format!(
-            "unknown command {}; try `help`",
-            shown(other)
-        ))),
+        other => Err(unknown_command(other)),
     }
+}
+
+/// The size check, UTF-8 and the shell-like split: the command's name and its arguments.
+fn split(line: &[u8]) -> Result<(String, Vec<String>), Failure> {
+    if line.len() > MAX_COMMAND_LINE {
+        return Err(Failure::Refused(format!(
+            "the command line is longer than {MAX_COMMAND_LINE} bytes"
+        )));
+    }
+    let text = std::str::from_utf8(line)
+        .map_err(|_| Failure::Refused("the command line is not valid UTF-8".into()))?;
+    let mut words = shlex::split(text).ok_or_else(|| {
+        Failure::Usage("cannot split the command line (unbalanced quotes?)".into())
+    })?;
+    if words.is_empty() {
+        return Err(Failure::Usage("no command given; try `help`".into()));
+    }
+    let name = words.remove(0);
+    Ok((name, words))
+}
+
+fn unknown_command(name: &str) -> Failure {
+    Failure::Usage(format!("unknown command {}; try `help`", shown(name)))
+}
+
+/// What a command line asks for, once checked as [`run`] checks it before the command does
+/// anything (reads stdin, calls the authority). See [`crate::check_command_line`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CheckedCommand {
+    /// The command's name, as typed (`request`, `audit`, ...).
+    pub command: String,
+    /// Its arguments, split as a shell would.
+    pub args: Vec<String>,
+    /// `request`: the hosts, checked, repeats dropped.
+    pub hosts: Vec<String>,
+    /// `request`: the logins, checked, repeats dropped.
+    pub logins: Vec<String>,
+    /// `request`: the duration asked for.
+    pub duration: Option<std::time::Duration>,
+    /// `request`, `deny`, `revoke`: the reason, checked and trimmed.
+    pub reason: Option<String>,
+}
+
+/// Why a command line was refused before anything ran: the exit status the daemon gives
+/// (1 refused, 2 usage error) and the message it sends after `jitca: `.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRefusal {
+    pub status: u32,
+    pub message: String,
+}
+
+impl std::fmt::Display for CommandRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}: {}", self.status, self.message)
+    }
+}
+
+impl std::error::Error for CommandRefusal {}
+
+/// Everything [`run`] does with a command line before the command touches stdin or the
+/// authority: the same functions, in the same order, with the same refusals.
+pub(crate) fn check(line: &[u8]) -> Result<CheckedCommand, CommandRefusal> {
+    check_inner(line).map_err(|f| match f {
+        Failure::Refused(message) => CommandRefusal { status: 1, message },
+        Failure::Usage(message) => CommandRefusal { status: 2, message },
+    })
+}
+
+fn check_inner(line: &[u8]) -> Result<CheckedCommand, Failure> {
+    let (command, args) = split(line)?;
+    let mut checked = CheckedCommand::default();
+    let grammar = |spec: &crate::args::Spec| parse(spec, &args).map(|_| ());
+    match command.as_str() {
+        "whoami" => grammar(&whoami::SPEC)?,
+        "request" => {
+            let typed = request::check(&args)?;
+            checked.hosts = typed.hosts;
+            checked.logins = typed.logins;
+            checked.duration = Some(typed.duration);
+            checked.reason = Some(typed.reason);
+        }
+        "show" => grammar(&show::SPEC)?,
+        "list" => grammar(&list::SPEC)?,
+        "approve" => grammar(&approve::SPEC)?,
+        "audit" => {
+            audit::check(&args)?;
+        }
+        "deny" => checked.reason = Some(deny::check(&args)?.1),
+        "get" => grammar(&get::SPEC)?,
+        "done" => grammar(&done::SPEC)?,
+        "revoke" => checked.reason = Some(revoke::check(&args)?.1),
+        "krl" => grammar(&krl::SPEC)?,
+        "watch" => grammar(&watch::SPEC)?,
+        "ca-key" => grammar(&ca_key::SPEC)?,
+        "help" | "--help" => {}
+        other => return Err(unknown_command(other)),
+    }
+    checked.command = command;
+    checked.args = args;
+    Ok(checked)
 }
 
 /// Parses `args` with `spec`, turning a grammar error into a usage failure.
@@ -140,4 +226,61 @@ pub(crate) fn parse(
     args: &[String],
 ) -> Result<crate::args::Parsed, Failure> {
     spec.parse(args).map_err(Failure::Usage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(line: &str) -> CommandRefusal {
+        check(line.as_bytes()).unwrap_err()
+    }
+
+    #[test]
+    fn check_gives_what_the_daemon_checks() {
+        let ok = check(b"request web1,web2,web1 --as deploy --for 1h --reason INC-42 disk full")
+            .unwrap();
+        assert_eq!(ok.command, "request");
+        assert_eq!(ok.hosts, ["web1", "web2"]);
+        assert_eq!(ok.logins, ["deploy"]);
+        assert_eq!(ok.duration, Some(std::time::Duration::from_secs(3600)));
+        assert_eq!(ok.reason.as_deref(), Some("INC-42 disk full"));
+        assert_eq!(
+            check(b"deny r7k2m9x4ab --reason  freeze ")
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("freeze")
+        );
+        for line in [
+            "whoami",
+            "show x",
+            "list --pending --json",
+            "approve x",
+            "audit --since 2h",
+            "audit verify",
+            "get x",
+            "done x",
+            "revoke x --reason r",
+            "krl",
+            "watch",
+            "ca-key",
+            "help anything at all",
+            "--help",
+        ] {
+            assert!(check(line.as_bytes()).is_ok(), "{line}");
+        }
+        let long = vec![b'a'; MAX_COMMAND_LINE + 1];
+        assert_eq!(check(&long).unwrap_err().status, 1);
+        assert_eq!(check(b"\xff").unwrap_err().status, 1);
+        assert_eq!(refusal("request 'web1").status, 2);
+        assert_eq!(refusal("").status, 2);
+        assert_eq!(refusal("rm -rf /").status, 2);
+        assert_eq!(refusal("show").status, 2);
+        let bad_host = refusal("request web* --as deploy --for 1h --reason x");
+        assert_eq!(bad_host.status, 1);
+        assert!(bad_host.message.contains("'*'"), "{bad_host}");
+        assert_eq!(refusal("audit --serial x").status, 1);
+        assert_eq!(refusal("revoke x --reason a\u{7}b").status, 1);
+    }
 }

@@ -32,14 +32,40 @@ fn refused(e: impl ToString) -> Failure {
     Failure::Refused(e.to_string())
 }
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
+/// What `request` takes from its command line, checked.
+pub(super) struct Typed {
+    pub hosts: Vec<String>,
+    pub logins: Vec<String>,
+    pub duration: Duration,
+    pub reason: String,
+    pub no_wait: bool,
+}
+
+/// The grammar and every typed value, checked before stdin is read or anything is stored.
+pub(super) fn check(args: &[String]) -> Result<Typed, Failure> {
     let parsed = parse(&SPEC, args)?;
-    // Everything typed is checked before stdin is read or anything is stored.
     let hosts = parse_host_list(&parsed.positionals[0]).map_err(refused)?;
     let logins = parse_login_list(parsed.value("--as").unwrap_or_default()).map_err(refused)?;
     let duration =
         parse_request_duration(parsed.value("--for").unwrap_or_default()).map_err(refused)?;
     let reason = check_reason(parsed.value("--reason").unwrap_or_default()).map_err(refused)?;
+    Ok(Typed {
+        hosts,
+        logins,
+        duration,
+        reason,
+        no_wait: parsed.flag("--no-wait"),
+    })
+}
+
+pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
+    let Typed {
+        hosts,
+        logins,
+        duration,
+        reason,
+        no_wait,
+    } = check(args)?;
     let public_key = read_public_key(ctx).await?;
 
     // Subscribe before the request exists, so no decision can slip past the wait below.
@@ -53,7 +79,7 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     };
     let request = ctx.call(move |a, c| a.submit(c, new)).await?;
     let id = request.id.clone();
-    if parsed.flag("--no-wait") {
+    if no_wait {
         ctx.out
             .stderr(&format!("request {id} made; {}", status_line(&request)))
             .await;

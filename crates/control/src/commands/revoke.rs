@@ -10,11 +10,16 @@ const SPEC: Spec = Spec {
     required: &["--reason"],
 };
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
+/// The grammar and the reason, checked: the id and the trimmed reason.
+pub(super) fn check(args: &[String]) -> Result<(String, String), Failure> {
     let mut parsed = parse(&SPEC, args)?;
     let reason = check_reason(parsed.value("--reason").unwrap_or_default())
         .map_err(|e| Failure::Refused(e.to_string()))?;
-    let id = parsed.positionals.remove(0);
+    Ok((parsed.positionals.remove(0), reason))
+}
+
+pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
+    let (id, reason) = check(args)?;
     let request = ctx.call(move |a, c| a.revoke(c, &id, &reason)).await?;
     let serial = request.issuance().map_or(0, |i| i.serial);
     ctx.out

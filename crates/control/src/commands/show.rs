@@ -2,7 +2,7 @@ use super::{Ctx, Outcome, parse};
 use crate::args::{Kind, Spec};
 use crate::render;
 
-const SPEC: Spec = Spec {
+pub(super) const SPEC: Spec = Spec {
     usage: "show ID [--json]",
     positionals: &["ID"],
     options: &[("--json", Kind::Flag)],

@@ -10,7 +10,7 @@ use super::{Ctx, Outcome, parse};
 use crate::args::{Kind, Spec};
 use crate::render;
 
-const SPEC: Spec = Spec {
+pub(super) const SPEC: Spec = Spec {
     usage: "watch [--json]",
     positionals: &[],
     options: &[("--json", Kind::Flag)],

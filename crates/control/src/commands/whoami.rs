@@ -5,7 +5,7 @@ use jitca_policy::format_duration;
 use super::{Ctx, Outcome, parse};
 use crate::args::Spec;
 
-const SPEC: Spec = Spec {
+pub(super) const SPEC: Spec = Spec {
     usage: "whoami",
     positionals: &[],
     options: &[],

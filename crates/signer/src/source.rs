@@ -1,0 +1,171 @@
+//! Where the CA key comes from: a key file (unencrypted, or encrypted with a passphrase read
+//! from a file or a systemd credential), or an `ssh-agent` that holds it.
+
+use std::fmt;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use ssh_key::PublicKey;
+use zeroize::Zeroizing;
+
+use crate::SignerError;
+use crate::keys::check_private_file;
+
+/// The longest passphrase read; a longer file is surely the wrong file.
+const MAX_PASSPHRASE: u64 = 1024;
+
+/// Where the CA key comes from. Holds paths and names only, never key material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaKeySource {
+    /// An OpenSSH private key file; `passphrase` says where its passphrase is, if encrypted.
+    File {
+        path: PathBuf,
+        passphrase: Option<Passphrase>,
+    },
+    /// A key held by the `ssh-agent` listening on `socket`; `public_key` is its `.pub` file,
+    /// which says which of the agent's keys is the CA.
+    Agent { socket: PathBuf, public_key: PathBuf },
+}
+
+/// Where the passphrase of an encrypted CA key is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Passphrase {
+    /// A file holding the passphrase (one trailing newline is ignored); it must be protected
+    /// like a private key: owned by the user running jitca, mode 0600 or 0400.
+    File(PathBuf),
+    /// A systemd credential of this name: `$CREDENTIALS_DIRECTORY/NAME`, as delivered by
+    /// `LoadCredential=` or `LoadCredentialEncrypted=` (systemd keeps that folder private to the
+    /// service, so the file's own mode is not checked).
+    Credential(String),
+}
+
+/// The environment variable systemd sets to the folder of a service's credentials.
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+impl CaKeySource {
+    /// An unencrypted key file.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        CaKeySource::File {
+            path: path.into(),
+            passphrase: None,
+        }
+    }
+
+    /// The CA public key, without the passphrase or the agent: from the private key file (whose
+    /// public half is never encrypted) or from the `.pub` file named for the agent.
+    pub fn public_key(&self) -> Result<PublicKey, SignerError> {
+        match self {
+            // The public half of an OpenSSH private key file is never encrypted.
+            CaKeySource::File { path, .. } => {
+                Ok(crate::keys::read_private_key(path)?.public_key().clone())
+            }
+            CaKeySource::Agent { public_key, .. } => read_public_key_file(public_key),
+        }
+    }
+}
+
+impl fmt::Display for CaKeySource {
+    /// For the log: where the key is, never anything of the key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CaKeySource::File {
+                path,
+                passphrase: None,
+            } => write!(f, "key file {}", path.display()),
+            CaKeySource::File {
+                path,
+                passphrase: Some(p),
+            } => write!(
+                f,
+                "encrypted key file {}, passphrase from {p}",
+                path.display()
+            ),
+            CaKeySource::Agent { socket, public_key } => write!(
+                f,
+                "ssh-agent {} (public key {})",
+                socket.display(),
+                public_key.display()
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Passphrase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Passphrase::File(path) => write!(f, "file {}", path.display()),
+            Passphrase::Credential(name) => write!(f, "systemd credential {name}"),
+        }
+    }
+}
+
+impl Passphrase {
+    /// Reads the passphrase: the file's content without one trailing newline (`\n` or `\r\n`).
+    pub(crate) fn read(&self) -> Result<Zeroizing<Vec<u8>>, SignerError> {
+        let path = match self {
+            Passphrase::File(path) => {
+                check_private_file(path, "PASSPHRASE")?;
+                path.clone()
+            }
+            Passphrase::Credential(name) => {
+                let Some(dir) = std::env::var_os(CREDENTIALS_DIRECTORY) else {
+                    return Err(SignerError::Passphrase(format!(
+                        "the passphrase is the systemd credential {name}, but \
+                         ${CREDENTIALS_DIRECTORY} is not set: systemd sets it for a service \
+                         with LoadCredential={name}:PATH or LoadCredentialEncrypted={name}:PATH \
+                         (outside systemd, use ca_key_passphrase_file)"
+                    )));
+                };
+                Path::new(&dir).join(name)
+            }
+        };
+        let unreadable = |e: std::io::Error| {
+            SignerError::Passphrase(format!(
+                "cannot read the passphrase {self} ({}): {e}",
+                path.display()
+            ))
+        };
+        let file = std::fs::File::open(&path).map_err(unreadable)?;
+        let mut text = Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE as usize + 1));
+        file.take(MAX_PASSPHRASE + 1)
+            .read_to_end(&mut text)
+            .map_err(unreadable)?;
+        if text.len() as u64 > MAX_PASSPHRASE {
+            return Err(SignerError::Passphrase(format!(
+                "the passphrase {self} is longer than {MAX_PASSPHRASE} bytes; is it the right file?"
+            )));
+        }
+        if text.ends_with(b"\n") {
+            text.pop();
+            if text.ends_with(b"\r") {
+                text.pop();
+            }
+        }
+        if text.is_empty() {
+            return Err(SignerError::Passphrase(format!(
+                "the passphrase {self} is empty"
+            )));
+        }
+        Ok(text)
+    }
+}
+
+/// A `.pub` file: the first line that is not blank or a comment, as `ssh-keygen` writes it.
+pub(crate) fn read_public_key_file(path: &Path) -> Result<PublicKey, SignerError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        SignerError::PublicKeyFile(format!("cannot read {}: {e}", path.display()))
+    })?;
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .ok_or_else(|| {
+            SignerError::PublicKeyFile(format!("{} holds no public key", path.display()))
+        })?;
+    PublicKey::from_openssh(line).map_err(|e| {
+        SignerError::PublicKeyFile(format!(
+            "{} is not an OpenSSH public key ({e}); give the .pub file of the CA key",
+            path.display()
+        ))
+    })
+}
