@@ -9,7 +9,10 @@ use jitca_authority::Authority;
 use jitca_policy::Limits;
 use russh::keys::PrivateKey;
 use russh::server::Config;
-use russh::{Disconnect, MethodKind, MethodSet, SshId};
+use std::borrow::Cow;
+
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg};
+use russh::{Disconnect, MethodKind, MethodSet, Preferred, SshId, cipher, kex, mac};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -44,6 +47,7 @@ pub async fn serve(
         keepalive_interval: Some(Duration::from_secs(30)),
         keepalive_max: 3,
         nodelay: true,
+        preferred: modern_algorithms(),
         ..Default::default()
     });
     let hint: Arc<str> = options.ssh_hint.into();
@@ -164,6 +168,43 @@ async fn run_connection(
             tracing::info!(?peer, "idle longer than idle_timeout: disconnected");
             cut("idle too long").await;
         }
+    }
+}
+
+/// Modern algorithms only (see docs/security.md): hybrid post-quantum and X25519 key
+/// exchange with OpenSSH's strict key exchange (the Terrapin fix), AEAD ciphers, no SHA-1
+/// signatures, no finite-field Diffie-Hellman, no CBC or CTR modes, no compression.
+fn modern_algorithms() -> Preferred {
+    Preferred {
+        kex: Cow::Borrowed(&[
+            kex::MLKEM768X25519_SHA256,
+            kex::CURVE25519,
+            kex::CURVE25519_PRE_RFC_8731,
+            kex::EXTENSION_SUPPORT_AS_SERVER,
+            kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+        ]),
+        key: Cow::Owned(vec![
+            Algorithm::Ed25519,
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP256,
+            },
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP384,
+            },
+            Algorithm::Ecdsa {
+                curve: EcdsaCurve::NistP521,
+            },
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            },
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha256),
+            },
+        ]),
+        cipher: Cow::Borrowed(&[cipher::CHACHA20_POLY1305, cipher::AES_256_GCM, cipher::AES_128_GCM]),
+        mac: Cow::Borrowed(&[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM]),
+        compression: Cow::Borrowed(&[russh::compression::NONE]),
+        ..Preferred::DEFAULT
     }
 }
 

@@ -28,7 +28,7 @@ use ssh_key::{HashAlg, PrivateKey, PublicKey};
 #[derive(Debug, thiserror::Error)]
 pub enum SignerError {
     /// The key file could not be read.
-    #[error("cannot read key file {path}: {source}")]
+    #[error("cannot read {path}: {source}")]
     Read {
         path: String,
         source: std::io::Error,

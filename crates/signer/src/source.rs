@@ -102,13 +102,21 @@ impl fmt::Display for Passphrase {
 impl Passphrase {
     /// Reads the passphrase: the file's content without one trailing newline (`\n` or `\r\n`).
     pub(crate) fn read(&self) -> Result<Zeroizing<Vec<u8>>, SignerError> {
+        self.read_in(std::env::var_os(CREDENTIALS_DIRECTORY))
+    }
+
+    /// [`Passphrase::read`] with the value of `$CREDENTIALS_DIRECTORY` given.
+    fn read_in(
+        &self,
+        credentials: Option<std::ffi::OsString>,
+    ) -> Result<Zeroizing<Vec<u8>>, SignerError> {
         let path = match self {
             Passphrase::File(path) => {
                 check_private_file(path, "PASSPHRASE")?;
                 path.clone()
             }
             Passphrase::Credential(name) => {
-                let Some(dir) = std::env::var_os(CREDENTIALS_DIRECTORY) else {
+                let Some(dir) = credentials else {
                     return Err(SignerError::Passphrase(format!(
                         "the passphrase is the systemd credential {name}, but \
                          ${CREDENTIALS_DIRECTORY} is not set: systemd sets it for a service \
@@ -168,4 +176,87 @@ pub(crate) fn read_public_key_file(path: &Path) -> Result<PublicKey, SignerError
             path.display()
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn write(path: &Path, text: &str, mode: u32) {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn passphrase_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pass");
+        let file = Passphrase::File(path.clone());
+        for (text, read) in [
+            ("secret\n", "secret"),
+            ("secret\r\n", "secret"),
+            ("secret", "secret"),
+            (" two words \n\n", " two words \n"),
+        ] {
+            write(&path, text, 0o600);
+            assert_eq!(&file.read_in(None).unwrap()[..], read.as_bytes());
+        }
+        write(&path, "\n", 0o400);
+        let err = file.read_in(None).unwrap_err().to_string();
+        assert!(err.contains("is empty"), "{err}");
+        write(&path, &"x".repeat(2000), 0o600);
+        let err = file.read_in(None).unwrap_err().to_string();
+        assert!(err.contains("longer than 1024 bytes"), "{err}");
+
+        write(&path, "secret\n", 0o640);
+        let err = file.read_in(None).unwrap_err().to_string();
+        assert!(
+            err.starts_with("UNPROTECTED PASSPHRASE FILE! ")
+                && err.contains("has mode 0640")
+                && err.contains(&format!("chmod 600 {}", path.display()))
+                && !err.contains("secret"),
+            "{err}"
+        );
+        let missing = Passphrase::File(dir.path().join("nope"));
+        let err = missing.read_in(None).unwrap_err().to_string();
+        assert!(err.starts_with("cannot read "), "{err}");
+    }
+
+    #[test]
+    fn passphrase_from_a_systemd_credential() {
+        let dir = tempfile::tempdir().unwrap();
+        let credential = Passphrase::Credential("jitca-ca".into());
+        let err = credential.read_in(None).unwrap_err().to_string();
+        assert!(
+            err.contains("$CREDENTIALS_DIRECTORY is not set")
+                && err.contains("LoadCredential=jitca-ca:PATH"),
+            "{err}"
+        );
+        let err = credential
+            .read_in(Some(dir.path().into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("cannot read the passphrase systemd credential jitca-ca ("),
+            "{err}"
+        );
+        // systemd's own modes (0400 owned by the service, or 0440 with an ACL) are accepted.
+        write(&dir.path().join("jitca-ca"), "secret\n", 0o440);
+        let read = credential.read_in(Some(dir.path().into())).unwrap();
+        assert_eq!(&read[..], b"secret");
+    }
+
+    #[test]
+    fn shown_without_secrets() {
+        let source = CaKeySource::File {
+            path: "/etc/jitca/ca".into(),
+            passphrase: Some(Passphrase::Credential("ca-pass".into())),
+        };
+        assert_eq!(
+            source.to_string(),
+            "encrypted key file /etc/jitca/ca, passphrase from systemd credential ca-pass"
+        );
+    }
 }
