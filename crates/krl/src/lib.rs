@@ -78,6 +78,10 @@ pub struct Krl {
     /// refused, whatever its serial. Ids holding a NUL byte are skipped: no
     /// certificate can carry one, and OpenSSH would reject the whole KRL.
     pub key_ids: BTreeSet<String>,
+    /// Earlier CA keys, still trusted by hosts during a CA key rotation: the same serials
+    /// and key ids are revoked for their certificates too (one certificates section each),
+    /// so a revocation holds whichever of the keys signed the certificate.
+    pub earlier_cas: Vec<PublicKey>,
 }
 
 impl Krl {
@@ -93,6 +97,7 @@ impl Krl {
             ca,
             serials: BTreeSet::new(),
             key_ids: BTreeSet::new(),
+            earlier_cas: Vec::new(),
         }
     }
 
@@ -131,12 +136,16 @@ impl Krl {
             .collect();
         let comment: String = self.comment.chars().filter(|&c| c != '\0').collect();
 
-        let ca = ca_blob(&self.ca)?;
+        let cas = std::iter::once(&self.ca)
+            .chain(&self.earlier_cas)
+            .map(ca_blob)
+            .collect::<Result<Vec<_>, _>>()?;
         let capacity = 64
             + comment.len()
-            + ca.len()
-            + serial_bytes as usize
-            + key_ids.iter().map(|id| 4 + id.len()).sum::<usize>();
+            + cas.len()
+                * (cas.iter().map(Vec::len).max().unwrap_or(0)
+                    + serial_bytes as usize
+                    + key_ids.iter().map(|id| 4 + id.len()).sum::<usize>());
         let mut out = Vec::with_capacity(capacity);
 
         out.extend_from_slice(KRL_MAGIC);
@@ -154,23 +163,25 @@ impl Krl {
             return Ok(out);
         }
 
-        put_u8(&mut out, KRL_SECTION_CERTIFICATES);
-        put_nested(&mut out, "the certificates section", |out| {
-            put_string(out, &ca, "the CA key")?;
-            put_string(out, &[], "the reserved field")?;
-            serials::write(out, &runs, &plan)?;
-            if !key_ids.is_empty() {
-                put_u8(out, KRL_SECTION_CERT_KEY_ID);
-                put_nested(out, "the key id subsection", |out| {
-                    // BTreeSet order is byte order, the order ssh-keygen writes.
-                    for id in &key_ids {
-                        put_string(out, id.as_bytes(), "a key id")?;
-                    }
-                    Ok(())
-                })?;
-            }
-            Ok(())
-        })?;
+        for ca in &cas {
+            put_u8(&mut out, KRL_SECTION_CERTIFICATES);
+            put_nested(&mut out, "the certificates section", |out| {
+                put_string(out, ca, "the CA key")?;
+                put_string(out, &[], "the reserved field")?;
+                serials::write(out, &runs, &plan)?;
+                if !key_ids.is_empty() {
+                    put_u8(out, KRL_SECTION_CERT_KEY_ID);
+                    put_nested(out, "the key id subsection", |out| {
+                        // BTreeSet order is byte order, the order ssh-keygen writes.
+                        for id in &key_ids {
+                            put_string(out, id.as_bytes(), "a key id")?;
+                        }
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            })?;
+        }
         Ok(out)
     }
 }

@@ -308,3 +308,31 @@ fn bitmap_size_limit_is_openssh_s() {
         Err(KrlError::BitmapTooLarge(2050))
     );
 }
+
+#[test]
+fn earlier_ca_keys_get_the_same_revocations() {
+    let f = fixture();
+    let d = f.dir.path();
+    let (_, third_ca) = keypair(d, "third_ca");
+    let mut krl = our_krl(f.ca.clone());
+    krl.earlier_cas = vec![f.other_ca.clone()];
+    let path = write_krl(d, "rotation.krl", &krl);
+    let user_pub = d.join("user.pub");
+    // The current CA's certificates: exactly as before.
+    for (cert, revoked) in &f.certs {
+        assert_eq!(query(d, &path, cert), Some(*revoked), "{}", cert.display());
+    }
+    // The earlier CA's: the same serials and key ids are revoked.
+    let old_revoked = sign(d, "other_ca", &user_pub, "old-5", "x", 5);
+    let old_fine = sign(d, "other_ca", &user_pub, "old-6", "x", 6);
+    let old_by_id = sign(d, "other_ca", &user_pub, "old-id", REVOKED_ID, 6);
+    assert_eq!(query(d, &path, &old_revoked), Some(true));
+    assert_eq!(query(d, &path, &old_fine), Some(false));
+    assert_eq!(query(d, &path, &old_by_id), Some(true));
+    // A CA named nowhere in the KRL is untouched.
+    let _ = third_ca;
+    let stranger = sign(d, "third_ca", &user_pub, "stranger-5", "x", 5);
+    assert_eq!(query(d, &path, &stranger), Some(false));
+    let decoded = decode(&krl.encode()).unwrap();
+    assert_eq!(decoded.certificates.len(), 2);
+}
