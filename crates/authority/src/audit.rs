@@ -23,6 +23,8 @@ const AUTH_FAILURES_PER_MINUTE: u32 = 60;
 const AUTH_WINDOW: Duration = Duration::from_secs(60);
 /// Longest text from an unauthenticated peer that is recorded.
 const MAX_PEER_TEXT: usize = 64;
+/// The store's mark of the last record written to the JSON-lines file.
+const FILE_MARK: &str = "audit_file";
 /// Longest refused command line recorded.
 const MAX_RECORDED_LINE: usize = 1024;
 
@@ -196,12 +198,17 @@ pub(crate) struct AuditFile {
 }
 
 impl AuditFile {
-    /// Opens (or creates) the file and finds where it ends. A file that is ahead of the store
+    /// Opens (or creates) the file and finds where it ends: its last line, or, when it is
+    /// empty (rotated away), the last record the daemon wrote to it before, so a rotation
+    /// never makes the whole log be written again. A file that is ahead of the store
     /// belongs to another store: refused.
     pub(crate) fn open(path: &Path, store: &dyn Store) -> Result<Self, AuthorityError> {
         let err = |e: std::io::Error| AuthorityError::AuditLog(format!("{}: {e}", path.display()));
         let mut file = append_handle(path).map_err(err)?;
-        let last = last_seq(&mut file).map_err(err)?;
+        let last = match last_seq(&mut file).map_err(err)? {
+            0 => store.mark(FILE_MARK)?,
+            seq => seq,
+        };
         let head = store.audit_head()?.seq;
         if last > head {
             return Err(AuthorityError::AuditLog(format!(
@@ -244,6 +251,7 @@ impl AuditFile {
             AuthorityError::AuditLog(format!("cannot write {}: {e}", self.path.display()))
         })?;
         *written = last;
+        store.set_mark(FILE_MARK, last)?;
         Ok(())
     }
 }

@@ -106,6 +106,11 @@ pub trait Store: Send + Sync {
     /// Starts a new revocation list version, fixed at `now`: called on every change of what
     /// it revokes. The version only grows.
     fn bump_krl(&self, now: chrono::DateTime<chrono::Utc>) -> Result<KrlState, StoreError>;
+    /// A named counter kept for a follower of the store (0 until first set), such as the
+    /// last audit record written to the JSON-lines file.
+    fn mark(&self, name: &str) -> Result<u64, StoreError>;
+    /// Sets a named counter.
+    fn set_mark(&self, name: &str, value: u64) -> Result<(), StoreError>;
     /// Makes every write done before this call durable.
     fn flush(&self) -> Result<(), StoreError>;
 }

@@ -445,6 +445,24 @@ impl Store for SledStore {
         })
     }
 
+    fn mark(&self, name: &str) -> Result<u64, StoreError> {
+        let key = format!("mark:{name}");
+        Ok(self
+            .meta
+            .get(key.as_bytes())
+            .map_err(io)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    fn set_mark(&self, name: &str, value: u64) -> Result<(), StoreError> {
+        let key = format!("mark:{name}");
+        self.meta
+            .insert(key.as_bytes(), &value.to_be_bytes())
+            .map(|_| ())
+            .map_err(io)
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io)
     }
