@@ -201,7 +201,11 @@ fn modern_algorithms() -> Preferred {
                 hash: Some(HashAlg::Sha256),
             },
         ]),
-        cipher: Cow::Borrowed(&[cipher::CHACHA20_POLY1305, cipher::AES_256_GCM, cipher::AES_128_GCM]),
+        cipher: Cow::Borrowed(&[
+            cipher::CHACHA20_POLY1305,
+            cipher::AES_256_GCM,
+            cipher::AES_128_GCM,
+        ]),
         mac: Cow::Borrowed(&[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM]),
         compression: Cow::Borrowed(&[russh::compression::NONE]),
         ..Preferred::DEFAULT

@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use jitca_policy::Config;
-use jitca_signer::CertAuthority;
 use ssh_key::PublicKey;
 
 use crate::cli::{HostSetupArgs, HostSetupFormat};
@@ -122,10 +121,14 @@ impl Bundle {
         }
         let paths = Paths::new(&args.ssh_dir)?;
 
-        let ca = CertAuthority::load(&config.ca_key)
-            .with_context(|| format!("cannot read the CA key {}", config.ca_key.display()))?;
-        let mut ca_lines = vec![ca.public_key_line().to_string()];
-        let mut trusted = vec![ca.public_key().key_data().clone()];
+        // The public half only: it needs neither the key's passphrase nor its agent.
+        let mut ca_public = config
+            .ca_source
+            .public_key()
+            .context("cannot read the CA public key")?;
+        ca_public.set_comment("jitca-ca");
+        let mut ca_lines = vec![ca_public.to_openssh()?];
+        let mut trusted = vec![ca_public.key_data().clone()];
         for file in &args.extra_ca {
             for key in read_public_keys(file)? {
                 if !trusted.contains(key.key_data()) {

@@ -63,8 +63,12 @@ const TEMPLATE: &str = r#"# jitca config. Validate with: jitca check --config ji
 # Relative paths are relative to this file's folder. Durations: 90s, 15m, 2h, 1d.
 
 listen: "127.0.0.1:2222"     # the control channel: ssh -p 2222 jitca@HOST COMMAND
-ca_key: ca                    # CA private key (mode 0600)
-host_key: host_ed25519        # host key of the control channel
+ca_key: ca                    # CA private key (mode 0600, owned by the user running jitca)
+# ca_key_passphrase_file: ca.pass        # an encrypted ca_key's passphrase (file mode 0600), or
+# ca_key_passphrase_credential: ca-pass  # from systemd: LoadCredentialEncrypted=ca-pass:FILE
+# ca_agent: /run/jitca-agent/agent.sock  # or sign through an ssh-agent that holds the CA key,
+# ca_public_key: ca.pub                  # named by its .pub file (then leave out ca_key)
+host_key: host_ed25519        # host key of the control channel (mode 0600 too)
 data_dir: data                # the store (sled)
 principal_format: "{login}@{host}"   # one principal per approved (login, host)
 pending_ttl: 1h               # a request nobody decides on lapses after this

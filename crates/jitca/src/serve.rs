@@ -19,7 +19,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         Some(path) => path.clone(),
         None => crate::dev::prepare(&args.dir)?,
     };
-    let config = load(&config_path)?;
+    let config = load(&config_path, KeyCheck::Full)?;
     let listen = args.listen.unwrap_or(config.listen);
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -37,12 +37,24 @@ fn init_logging() {
         .init();
 }
 
+/// How much of the keys [`load`] checks.
+#[derive(Clone, Copy)]
+enum KeyCheck {
+    /// Everything `jitca check` checks, the CA key's ssh-agent included: at start-up.
+    Full,
+    /// All but asking the agent: on a reload, which keeps the CA in use, so that an agent that
+    /// is down cannot stop a reload that ends the access of removed users.
+    WithoutAgent,
+}
+
 /// The config, with the same checks as `jitca check`: a daemon never starts on a bad one.
-fn load(path: &std::path::Path) -> Result<Config> {
+fn load(path: &std::path::Path, keys: KeyCheck) -> Result<Config> {
     let config = jitca_policy::load(path).map_err(|e| anyhow!("invalid config:\n{e}"))?;
-    config
-        .check_key_files()
-        .map_err(|e| anyhow!("invalid config:\n{e}"))?;
+    match keys {
+        KeyCheck::Full => config.check_key_files(),
+        KeyCheck::WithoutAgent => config.check_key_files_offline(),
+    }
+    .map_err(|e| anyhow!("invalid config:\n{e}"))?;
     Ok(config)
 }
 
@@ -51,11 +63,14 @@ async fn serve(
     listen: std::net::SocketAddr,
     dev_dir: Option<std::path::PathBuf>,
 ) -> Result<()> {
-    let signer = CertAuthority::load(&config.ca_key)?;
+    // Opened (and checked) before anything else: the key file's owner and mode, the passphrase,
+    // or an agent that holds the key. Only where the key is and its fingerprint are logged.
+    let signer = CertAuthority::open(&config.ca_source)?;
     let ca_fingerprint = signer
         .public_key()
         .fingerprint(ssh_key::HashAlg::Sha256)
         .to_string();
+    tracing::info!(source = %config.ca_source, fingerprint = %ca_fingerprint, "CA key ready");
     let host_key = jitca_signer::load_private_key(&config.host_key)?;
     let store = Arc::new(SledStore::open(&config.data_dir)?);
     let authority = Arc::new(Authority::new(
@@ -144,7 +159,7 @@ async fn reload_on_sighup(authority: Arc<Authority>, file: std::path::PathBuf) {
     };
     while hangup.recv().await.is_some() {
         let path = file.clone();
-        let outcome = match load(&file) {
+        let outcome = match load(&file, KeyCheck::WithoutAgent) {
             Ok(config) => blocking(&authority, move |a| a.reload(config.policy, &path)).await,
             Err(e) => {
                 tracing::error!("config reload refused, the config in force stays: {e:#}");

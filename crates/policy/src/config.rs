@@ -21,6 +21,11 @@ use crate::duration::{format_duration, parse_duration};
 use crate::locate::{LineIndex, YamlPath};
 use crate::names::{check_host_name, check_login, check_name, show};
 
+mod ca;
+
+pub use ca::CaLines;
+pub use jitca_signer::{CaKeySource, Passphrase};
+
 /// `listen` when the file does not say.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
 /// `ca_key` when the file does not say.
@@ -136,8 +141,13 @@ pub struct Config {
     pub file: PathBuf,
     /// Where the control channel listens.
     pub listen: SocketAddr,
-    /// The CA's OpenSSH private key file, resolved against the config file's folder.
+    /// The CA's OpenSSH private key file, resolved against the config file's folder. Not used
+    /// with `ca_agent`; [`Config::ca_source`] says where the CA key really is.
     pub ca_key: PathBuf,
+    /// Where the CA key is: `ca_key` (with `ca_key_passphrase_file` or
+    /// `ca_key_passphrase_credential` when it is encrypted), or the ssh-agent of `ca_agent`
+    /// holding the key of `ca_public_key`.
+    pub ca_source: CaKeySource,
     /// The control channel's host key file, resolved.
     pub host_key: PathBuf,
     /// The sled store's folder, resolved.
@@ -156,48 +166,8 @@ pub struct Config {
     pub ca_key_line: Option<usize>,
     /// The line of `host_key:` in the file, if written there.
     pub host_key_line: Option<usize>,
-}
-
-impl Config {
-    /// Reads ca_key and host_key and checks each parses as an OpenSSH private key
-    /// (ssh_key::PrivateKey::from_openssh); errors name the config line of `ca_key:`/`host_key:`.
-    ///
-    /// A key encrypted with a passphrase is refused too: the daemon could not use it.
-    pub fn check_key_files(&self) -> Result<(), ConfigErrors> {
-        let mut errors = Vec::new();
-        for (field, path, line) in [
-            ("ca_key", &self.ca_key, self.ca_key_line),
-            ("host_key", &self.host_key, self.host_key_line),
-        ] {
-            let problem = match std::fs::read(path) {
-                Err(e) => Some(format!("cannot read {}: {e}", path.display())),
-                Ok(bytes) => match ssh_key::PrivateKey::from_openssh(&bytes) {
-                    Err(e) => Some(format!(
-                        "{} is not an OpenSSH private key ({e})",
-                        path.display()
-                    )),
-                    Ok(key) if key.is_encrypted() => Some(format!(
-                        "{} is encrypted with a passphrase; jitca needs it unencrypted \
-                         (protect it with file permissions instead)",
-                        path.display()
-                    )),
-                    Ok(_) => None,
-                },
-            };
-            if let Some(problem) = problem {
-                errors.push(ConfigError {
-                    file: self.file.clone(),
-                    line,
-                    message: format!("{field}: {problem}"),
-                });
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ConfigErrors(errors))
-        }
-    }
+    /// The lines of the other CA key settings, if written there.
+    pub ca_lines: CaLines,
 }
 
 /// Reads, parses and validates the config file at `path`.
@@ -318,6 +288,10 @@ impl Problems<'_> {
 struct RawConfig {
     listen: Option<String>,
     ca_key: Option<String>,
+    ca_key_passphrase_file: Option<String>,
+    ca_key_passphrase_credential: Option<String>,
+    ca_agent: Option<String>,
+    ca_public_key: Option<String>,
     host_key: Option<String>,
     data_dir: Option<String>,
     audit_log: Option<String>,
@@ -444,11 +418,30 @@ fn validate(
         }
         base.join(value)
     };
+    let ca_key_written = raw.ca_key.is_some();
     let ca_key = path_field("ca_key", raw.ca_key, DEFAULT_CA_KEY);
+    let ca_passphrase_file = raw
+        .ca_key_passphrase_file
+        .map(|p| path_field("ca_key_passphrase_file", Some(p), ""));
+    let ca_agent = raw.ca_agent.map(|p| path_field("ca_agent", Some(p), ""));
+    let ca_public_key = raw
+        .ca_public_key
+        .map(|p| path_field("ca_public_key", Some(p), ""));
     let host_key = path_field("host_key", raw.host_key, DEFAULT_HOST_KEY);
     let data_dir = path_field("data_dir", raw.data_dir, DEFAULT_DATA_DIR);
     let audit_log = raw.audit_log.map(|p| path_field("audit_log", Some(p), ""));
     let krl_path = raw.krl_path.map(|p| path_field("krl_path", Some(p), ""));
+    let ca_source = ca::validate(
+        ca::RawCa {
+            ca_key: ca_key.clone(),
+            ca_key_written,
+            passphrase_file: ca_passphrase_file,
+            passphrase_credential: raw.ca_key_passphrase_credential,
+            agent: ca_agent,
+            public_key: ca_public_key,
+        },
+        problems,
+    );
 
     let principal_format = raw
         .principal_format
@@ -495,6 +488,7 @@ fn validate(
         file: file.to_path_buf(),
         listen: listen?,
         ca_key,
+        ca_source,
         host_key,
         data_dir,
         audit_log,
@@ -504,6 +498,7 @@ fn validate(
         policy,
         ca_key_line: index.nth_line(&root.key("ca_key"), 0),
         host_key_line: index.nth_line(&root.key("host_key"), 0),
+        ca_lines: ca::lines(index),
     })
 }
 
@@ -1913,6 +1908,12 @@ mL/d+EgOFfEh0Ncw==
 
         std::fs::write(dir.path().join("ca"), PRIVATE_KEY).unwrap();
         std::fs::write(dir.path().join("host"), format!("{ALICE}\n")).unwrap();
+        // Key files must be closed to group and others (config/ca.rs tests that part).
+        for key in ["ca", "host"] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path().join(key), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
         let err = config.check_key_files().unwrap_err();
         assert_eq!(err.0.len(), 1);
         let line = err.to_string();
@@ -1920,7 +1921,10 @@ mL/d+EgOFfEh0Ncw==
             line.starts_with(&format!("{}:3: host_key: ", path.display())),
             "{line}"
         );
-        assert!(line.contains("is not an OpenSSH private key"), "{line}");
+        assert!(
+            line.contains("is not a usable OpenSSH private key"),
+            "{line}"
+        );
 
         std::fs::write(dir.path().join("host"), ENCRYPTED_KEY).unwrap();
         let err = config.check_key_files().unwrap_err();

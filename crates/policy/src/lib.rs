@@ -1,8 +1,9 @@
 //! The policy of jitca: the config file as written becomes a validated [`Config`] holding a
 //! [`Policy`], which answers who may request which logins on which hosts for how long, who may
 //! approve, and who may see what. The crate is pure: the only I/O is [`load`] reading the config
-//! file and [`Config::check_key_files`] reading the key files; no network, no storage. The
-//! control channel also uses [`names`] to check every piece of text a person types.
+//! file and [`Config::check_key_files`] opening the keys through `jitca-signer` (key and
+//! passphrase files, or the CA key's ssh-agent over its local socket); no network, no storage.
+//! The control channel also uses [`names`] to check every piece of text a person types.
 
 pub mod config;
 pub mod decide;

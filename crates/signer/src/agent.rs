@@ -54,7 +54,7 @@ impl AgentKey {
             blob,
         };
         let held = key.identities()?;
-        if !held.iter().any(|k| *k == key.blob) {
+        if !held.contains(&key.blob) {
             let fingerprint = key.public.fingerprint(HashAlg::Sha256);
             return Err(key.error(format!(
                 "does not hold the CA key {fingerprint} (it holds {} key{}, or it is locked); \
@@ -129,9 +129,12 @@ impl AgentKey {
         let blob = read_string(&mut body).ok_or_else(|| self.unreadable("a short signature"))?;
         let signature = Signature::try_from(blob)
             .map_err(|e| self.error(format!("sent a signature jitca cannot read: {e}")))?;
-        if rsa && signature.algorithm() != (Algorithm::Rsa {
-            hash: Some(HashAlg::Sha512),
-        }) {
+        if rsa
+            && signature.algorithm()
+                != (Algorithm::Rsa {
+                    hash: Some(HashAlg::Sha512),
+                })
+        {
             return Err(self.error(format!(
                 "signed with {} where rsa-sha2-512 was asked for",
                 signature.algorithm()

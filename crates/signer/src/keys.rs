@@ -1,7 +1,7 @@
 //! Key files: generating, writing with safe permissions, loading, and checking keys we certify.
 
 use std::fs::OpenOptions;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
@@ -101,18 +101,40 @@ pub(crate) fn load_private_key_with(
 
 /// Reads and parses a private key file (encrypted or not) once [`check_private_file`] passes.
 pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKey, SignerError> {
-    check_private_file(path, "PRIVATE KEY")?;
     let shown = path.display().to_string();
-    let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-        SignerError::Read {
-            path: shown.clone(),
-            source,
-        }
-    })?);
+    let read_err = |source| SignerError::Read {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = open_private_file(path, "PRIVATE KEY")?;
+    // Sized up front, so that reading leaves no copies of the key behind in freed memory.
+    let size = file.metadata().map_or(0, |m| m.len() as usize);
+    let mut text = Zeroizing::new(String::with_capacity(size.min(1 << 20) + 1));
+    file.read_to_string(&mut text).map_err(read_err)?;
     PrivateKey::from_openssh(text.as_bytes()).map_err(|e| SignerError::BadKey {
-        path: shown,
+        path: shown.clone(),
         reason: e.to_string(),
     })
+}
+
+/// Opens a file holding a secret once [`check_private_file`] passes, and checks the file it
+/// opened again (so a file swapped in between is not read).
+pub(crate) fn open_private_file(
+    path: &Path,
+    what: &'static str,
+) -> Result<std::fs::File, SignerError> {
+    check_private_file(path, what)?;
+    let shown = path.display().to_string();
+    let file = std::fs::File::open(path).map_err(|source| SignerError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let meta = file.metadata().map_err(|source| SignerError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    check_metadata(&shown, &meta, what)?;
+    Ok(file)
 }
 
 /// Like OpenSSH's "UNPROTECTED PRIVATE KEY FILE!": a file holding a secret must be a regular
@@ -124,6 +146,15 @@ pub fn check_private_file(path: &Path, what: &'static str) -> Result<(), SignerE
         path: shown.clone(),
         source,
     })?;
+    check_metadata(&shown, &meta, what)
+}
+
+fn check_metadata(
+    shown: &str,
+    meta: &std::fs::Metadata,
+    what: &'static str,
+) -> Result<(), SignerError> {
+    let shown = shown.to_string();
     if !meta.is_file() {
         return Err(SignerError::BadKey {
             path: shown,
@@ -142,7 +173,7 @@ pub fn check_private_file(path: &Path, what: &'static str) -> Result<(), SignerE
     let mut fixes = Vec::new();
     if foreign {
         problems.push(format!(
-            "is owned by {}, but jitca runs as {}",
+            "is owned by {} while jitca runs as {}",
             user_name(owner),
             user_name(me)
         ));
@@ -163,7 +194,7 @@ pub fn check_private_file(path: &Path, what: &'static str) -> Result<(), SignerE
     }
     Err(SignerError::Unprotected {
         what,
-        problem: format!("{shown} {}", problems.join(" and ")),
+        problem: format!("{shown} {}", problems.join(", and ")),
         fix: fixes.join(", then "),
     })
 }

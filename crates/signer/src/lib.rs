@@ -9,6 +9,7 @@
 //! back and validated against the CA before it is handed out.
 
 mod agent;
+mod fast;
 mod keys;
 mod source;
 
@@ -94,12 +95,14 @@ pub struct Signed {
 /// The certificate authority: the CA key and the operations that use it.
 pub struct CertAuthority {
     key: CaKey,
+    /// The ed25519 key pair derived once, for a local ed25519 key.
+    fast: Option<fast::Ed25519Signer>,
     public_line: String,
 }
 
 /// What signs: the key itself, or the agent that holds it.
 enum CaKey {
-    Local(PrivateKey),
+    Local(Box<PrivateKey>),
     Agent(agent::AgentKey),
 }
 
@@ -124,7 +127,7 @@ impl CertAuthority {
                     None => None,
                 };
                 let passphrase = passphrase.as_ref().map(|(p, from)| (&p[..], from.as_str()));
-                CaKey::Local(keys::load_private_key_with(path, passphrase)?)
+                CaKey::Local(Box::new(keys::load_private_key_with(path, passphrase)?))
             }
             CaKeySource::Agent { socket, public_key } => CaKey::Agent(agent::AgentKey::open(
                 socket,
@@ -141,7 +144,7 @@ impl CertAuthority {
 
     /// A CA for a key already in memory (tests, tools).
     pub fn from_key(key: PrivateKey) -> Result<Self, SignerError> {
-        Self::new(CaKey::Local(key))
+        Self::new(CaKey::Local(Box::new(key)))
     }
 
     fn new(key: CaKey) -> Result<Self, SignerError> {
@@ -150,7 +153,15 @@ impl CertAuthority {
         let public_line = public
             .to_openssh()
             .map_err(|e| SignerError::Signing(e.to_string()))?;
-        Ok(Self { key, public_line })
+        let fast = match &key {
+            CaKey::Local(key) => fast::Ed25519Signer::new(key),
+            CaKey::Agent(_) => None,
+        };
+        Ok(Self {
+            key,
+            fast,
+            public_line,
+        })
     }
 
     /// The CA public key as one `authorized_keys`-style line, for `TrustedUserCAKeys`.
@@ -215,9 +226,10 @@ impl CertAuthority {
                 .critical_option(name.as_str(), value.as_str())
                 .map_err(signing)?;
         }
-        let certificate = match &self.key {
-            CaKey::Local(key) => builder.sign(key).map_err(signing)?,
-            CaKey::Agent(agent) => agent.sign_certificate(builder)?,
+        let certificate = match (&self.key, &self.fast) {
+            (CaKey::Local(_), Some(fast)) => builder.sign(fast).map_err(signing)?,
+            (CaKey::Local(key), None) => builder.sign(key.as_ref()).map_err(signing)?,
+            (CaKey::Agent(agent), _) => agent.sign_certificate(builder)?,
         };
         self.post_sign_check(t, &certificate)?;
         let openssh = certificate.to_openssh().map_err(signing)?;

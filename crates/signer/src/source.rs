@@ -9,7 +9,7 @@ use ssh_key::PublicKey;
 use zeroize::Zeroizing;
 
 use crate::SignerError;
-use crate::keys::check_private_file;
+use crate::keys::open_private_file;
 
 /// The longest passphrase read; a longer file is surely the wrong file.
 const MAX_PASSPHRASE: u64 = 1024;
@@ -24,7 +24,10 @@ pub enum CaKeySource {
     },
     /// A key held by the `ssh-agent` listening on `socket`; `public_key` is its `.pub` file,
     /// which says which of the agent's keys is the CA.
-    Agent { socket: PathBuf, public_key: PathBuf },
+    Agent {
+        socket: PathBuf,
+        public_key: PathBuf,
+    },
 }
 
 /// Where the passphrase of an encrypted CA key is.
@@ -110,11 +113,8 @@ impl Passphrase {
         &self,
         credentials: Option<std::ffi::OsString>,
     ) -> Result<Zeroizing<Vec<u8>>, SignerError> {
-        let path = match self {
-            Passphrase::File(path) => {
-                check_private_file(path, "PASSPHRASE")?;
-                path.clone()
-            }
+        let (path, checked) = match self {
+            Passphrase::File(path) => (path.clone(), Some(open_private_file(path, "PASSPHRASE")?)),
             Passphrase::Credential(name) => {
                 let Some(dir) = credentials else {
                     return Err(SignerError::Passphrase(format!(
@@ -124,7 +124,7 @@ impl Passphrase {
                          (outside systemd, use ca_key_passphrase_file)"
                     )));
                 };
-                Path::new(&dir).join(name)
+                (Path::new(&dir).join(name), None)
             }
         };
         let unreadable = |e: std::io::Error| {
@@ -133,7 +133,10 @@ impl Passphrase {
                 path.display()
             ))
         };
-        let file = std::fs::File::open(&path).map_err(unreadable)?;
+        let file = match checked {
+            Some(file) => file,
+            None => std::fs::File::open(&path).map_err(unreadable)?,
+        };
         let mut text = Zeroizing::new(Vec::with_capacity(MAX_PASSPHRASE as usize + 1));
         file.take(MAX_PASSPHRASE + 1)
             .read_to_end(&mut text)
@@ -160,9 +163,8 @@ impl Passphrase {
 
 /// A `.pub` file: the first line that is not blank or a comment, as `ssh-keygen` writes it.
 pub(crate) fn read_public_key_file(path: &Path) -> Result<PublicKey, SignerError> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        SignerError::PublicKeyFile(format!("cannot read {}: {e}", path.display()))
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| SignerError::PublicKeyFile(format!("cannot read {}: {e}", path.display())))?;
     let line = text
         .lines()
         .map(str::trim)

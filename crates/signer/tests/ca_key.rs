@@ -87,7 +87,10 @@ fn key_file_permissions_are_checked_like_openssh() {
     let key = keygen(dir.path(), "ca", &["ed25519"], "");
     let ca = CertAuthority::open(&CaKeySource::file(&key)).unwrap();
     Cert::new()
-        .sign_with(&ca, &ssh_key::PublicKey::read_openssh_file(&public_of(&key)).unwrap())
+        .sign_with(
+            &ca,
+            &ssh_key::PublicKey::read_openssh_file(public_of(&key)).unwrap(),
+        )
         .unwrap();
     set_mode(&key, 0o400);
     CertAuthority::open(&CaKeySource::file(&key)).unwrap();
@@ -108,10 +111,15 @@ fn key_file_permissions_are_checked_like_openssh() {
             )
         );
         // The host key goes through the same check.
-        let err = jitca_signer::load_private_key(&key).unwrap_err().to_string();
+        let err = jitca_signer::load_private_key(&key)
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("UNPROTECTED PRIVATE KEY FILE! "), "{err}");
         // And so does reading only the public half.
-        let err = CaKeySource::file(&key).public_key().unwrap_err().to_string();
+        let err = CaKeySource::file(&key)
+            .public_key()
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("UNPROTECTED PRIVATE KEY FILE! "), "{err}");
     }
     set_mode(&key, 0o600);
@@ -128,7 +136,7 @@ fn key_file_permissions_are_checked_like_openssh() {
             err.starts_with(&format!(
                 "UNPROTECTED PRIVATE KEY FILE! {} is owned by uid 65534",
                 key.display()
-            )) && err.contains("but jitca runs as uid 0 (root)")
+            )) && err.contains("while jitca runs as uid 0 (root)")
                 && err.contains(&format!("Fix: chown root {}", key.display())),
             "{err}"
         );
@@ -138,7 +146,7 @@ fn key_file_permissions_are_checked_like_openssh() {
             .expect("refused")
             .to_string();
         assert!(
-            err.contains("and has mode 0644") && err.contains(", then chmod 600 "),
+            err.contains(", and has mode 0644") && err.contains(", then chmod 600 "),
             "{err}"
         );
     } else {
@@ -161,7 +169,7 @@ fn key_file_permissions_are_checked_like_openssh() {
 fn encrypted_key_with_a_passphrase_file() {
     let dir = tempfile::tempdir().unwrap();
     let key = keygen(dir.path(), "ca", &["ed25519"], "correct horse");
-    let public = PublicKey::read_openssh_file(&public_of(&key)).unwrap();
+    let public = PublicKey::read_openssh_file(public_of(&key)).unwrap();
     let pass = dir.path().join("ca.pass");
     std::fs::write(&pass, "correct horse\n").unwrap();
     set_mode(&pass, 0o600);
@@ -293,7 +301,7 @@ fn signs_through_a_real_ssh_agent_and_fails_closed_without_it() {
     ] {
         let key = keygen(dir.path(), name, kind, "");
         agent.ssh_add(&[], Some(&key));
-        let public = PublicKey::read_openssh_file(&public_of(&key)).unwrap();
+        let public = PublicKey::read_openssh_file(public_of(&key)).unwrap();
         let source = CaKeySource::Agent {
             socket: agent.socket.clone(),
             public_key: public_of(&key),
@@ -316,7 +324,10 @@ fn signs_through_a_real_ssh_agent_and_fails_closed_without_it() {
         socket: agent.socket.clone(),
         public_key: public_of(&other),
     };
-    let err = CertAuthority::open(&source).err().expect("refused").to_string();
+    let err = CertAuthority::open(&source)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(
         err.starts_with(&format!(
             "the ssh-agent holding the CA key ({}) does not hold the CA key SHA256:",
@@ -327,7 +338,7 @@ fn signs_through_a_real_ssh_agent_and_fails_closed_without_it() {
 
     // The key removed from the agent after start: that signature fails, closed.
     let key = dir.path().join("ed25519");
-    let public = PublicKey::read_openssh_file(&public_of(&key)).unwrap();
+    let public = PublicKey::read_openssh_file(public_of(&key)).unwrap();
     let source = CaKeySource::Agent {
         socket: agent.socket.clone(),
         public_key: public_of(&key),
@@ -355,7 +366,10 @@ fn signs_through_a_real_ssh_agent_and_fails_closed_without_it() {
             agent.socket.display()
         )
     );
-    let err = CertAuthority::open(&source).err().expect("refused").to_string();
+    let err = CertAuthority::open(&source)
+        .err()
+        .expect("refused")
+        .to_string();
     assert!(err.contains("cannot be reached"), "{err}");
     // The socket gone.
     std::fs::remove_file(&agent.socket).unwrap();
