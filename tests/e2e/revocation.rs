@@ -349,3 +349,78 @@ fn the_host_refresh_installs_the_krl_and_keeps_the_last_good_one() {
         "no temp files left behind: {leftovers:?}"
     );
 }
+
+#[test]
+fn during_a_ca_key_rotation_revocation_covers_the_earlier_key_too() {
+    let team = Team::new();
+    let mut ca = Ca::start(&with_krl_path(&team.config("1h")));
+    let krl = ca.dir.path().join("krl");
+    let (old_id, old_cert) = lab_cert(&ca, &team, "old-key");
+    // Hosts trust both keys during the change.
+    let both = ca.dir.path().join("both.pub");
+    keygen(&ca.dir.path().join("ca2"), "jitca-ca-2");
+    let trusted = format!(
+        "{}{}",
+        std::fs::read_to_string(ca.ca_pub()).unwrap(),
+        std::fs::read_to_string(ca.dir.path().join("ca2.pub")).unwrap()
+    );
+    std::fs::write(&both, trusted).unwrap();
+    let lab = Sshd::start(
+        "lab1",
+        &both,
+        &["root"],
+        &format!("RevokedKeys {}", krl.display()),
+    );
+
+    // Switch the daemon to the new key, naming the old one as earlier.
+    ca.stop();
+    let config = std::fs::read_to_string(&ca.config)
+        .unwrap()
+        .replace("ca_key: ca\n", "ca_key: ca2\nprevious_ca_keys: [ca.pub]\n");
+    std::fs::write(&ca.config, config).unwrap();
+    ca.start_again();
+    let (_, new_cert) = lab_cert(&ca, &team, "new-key");
+    lab.login("root", &team.alice.key, &old_cert).ok();
+    lab.login("root", &team.alice.key, &new_cert).ok();
+
+    // A certificate of the earlier key is revoked on the hosts too.
+    ca.ssh(&team.alice, &format!("done {old_id}"), None).ok();
+    assert!(revoked_by(&krl, &old_cert));
+    assert!(!revoked_by(&krl, &new_cert));
+    assert_eq!(lab.login("root", &team.alice.key, &old_cert).status, 255);
+    lab.login("root", &team.alice.key, &new_cert).ok();
+
+    // host-setup trusts both keys while the rotation lasts.
+    let text = run(
+        Command::new(JITCA)
+            .args([
+                "host-setup",
+                "--format",
+                "text",
+                "--host",
+                "lab1",
+                "--ca",
+                "127.0.0.1:2222",
+                "--config",
+            ])
+            .arg(&ca.config),
+        None,
+    );
+    text.ok();
+    let key_of = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        text.stdout.contains(&key_of(&ca.ca_pub()))
+            && text
+                .stdout
+                .contains(&key_of(&ca.dir.path().join("ca2.pub"))),
+        "{}",
+        text.stdout
+    );
+}

@@ -55,6 +55,9 @@ pub struct Settings {
     pub audit_log: Option<PathBuf>,
     /// Where to keep the current KRL, replaced atomically on every change.
     pub krl_path: Option<PathBuf>,
+    /// Earlier CA keys hosts still trust (a CA key rotation): the KRL revokes the same
+    /// serials under them.
+    pub earlier_cas: Vec<PublicKey>,
 }
 
 /// The request lifecycle. Cheap to share (`Arc`).
@@ -66,6 +69,7 @@ pub struct Authority {
     audit_file: Option<AuditFile>,
     pub(crate) krl: Mutex<Option<KrlCache>>,
     pub(crate) krl_path: Option<PathBuf>,
+    pub(crate) earlier_cas: Vec<PublicKey>,
     auth_failures: Mutex<AuthFailureLimiter>,
     changes: broadcast::Sender<String>,
 }
@@ -92,6 +96,7 @@ impl Authority {
             audit_file,
             krl: Mutex::new(None),
             krl_path: settings.krl_path,
+            earlier_cas: settings.earlier_cas,
             auth_failures: Mutex::new(AuthFailureLimiter::new()),
             changes,
         })

@@ -170,6 +170,12 @@ impl Authority {
         krl.version = state.version;
         krl.generated_date = state.generated_at.timestamp().max(0) as u64;
         krl.comment = "jitca".to_string();
+        krl.earlier_cas = self
+            .earlier_cas
+            .iter()
+            .filter(|k| k.key_data() != self.signer.public_key().key_data())
+            .cloned()
+            .collect();
         let mut serials = BTreeSet::new();
         let mut next_expiry: Option<DateTime<Utc>> = None;
         for request in self.store.requests()? {

@@ -129,6 +129,16 @@ impl Bundle {
         ca_public.set_comment("jitca-ca");
         let mut ca_lines = vec![ca_public.to_openssh()?];
         let mut trusted = vec![ca_public.key_data().clone()];
+        // Earlier CA keys from the config (a rotation in progress), then any given here.
+        for key in config
+            .previous_ca_public_keys()
+            .map_err(|e| anyhow!("previous_ca_keys: {e}"))?
+        {
+            if !trusted.contains(key.key_data()) {
+                trusted.push(key.key_data().clone());
+                ca_lines.push(key.to_openssh()?);
+            }
+        }
         for file in &args.extra_ca {
             for key in read_public_keys(file)? {
                 if !trusted.contains(key.key_data()) {

@@ -68,10 +68,19 @@ ca_key: ca                    # CA private key (mode 0600, owned by the user run
 # ca_key_passphrase_credential: ca-pass  # from systemd: LoadCredentialEncrypted=ca-pass:FILE
 # ca_agent: /run/jitca-agent/agent.sock  # or sign through an ssh-agent that holds the CA key,
 # ca_public_key: ca.pub                  # named by its .pub file (then leave out ca_key)
+# previous_ca_keys: [ca-old.pub]         # during a CA key rotation: the KRL covers these too
 host_key: host_ed25519        # host key of the control channel (mode 0600 too)
 data_dir: data                # the store (sled)
+# audit_log: audit.jsonl      # the audit records also as JSON lines, for a log shipper
+# krl_path: jitca.krl         # the current KRL, replaced atomically on every change
 principal_format: "{login}@{host}"   # one principal per approved (login, host)
 pending_ttl: 1h               # a request nobody decides on lapses after this
+# limits:                     # connection limits (defaults shown; docs/security.md)
+#   max_startups: 256
+#   max_startups_per_source: 16
+#   login_grace_time: 20s
+#   idle_timeout: 15m
+#   max_sessions_per_user: 16
 
 # Who may talk to jitca: one entry per person, their SSH public keys and groups.
 users: {}

@@ -73,12 +73,16 @@ async fn serve(
     tracing::info!(source = %config.ca_source, fingerprint = %ca_fingerprint, "CA key ready");
     let host_key = jitca_signer::load_private_key(&config.host_key)?;
     let store = Arc::new(SledStore::open(&config.data_dir)?);
+    let earlier_cas = config
+        .previous_ca_public_keys()
+        .map_err(|e| anyhow!("previous_ca_keys: {e}"))?;
     let authority = Arc::new(Authority::new(
         config.policy,
         Settings {
             pending_ttl: config.pending_ttl,
             audit_log: config.audit_log.clone(),
             krl_path: config.krl_path.clone(),
+            earlier_cas,
         },
         store.clone(),
         signer,

@@ -156,6 +156,11 @@ pub struct Config {
     pub audit_log: Option<PathBuf>,
     /// Optional: the current KRL kept here, replaced atomically on every change.
     pub krl_path: Option<PathBuf>,
+    /// Public key files of earlier CA keys that hosts still trust during a CA key rotation:
+    /// the KRL revokes the same serials under them too.
+    pub previous_ca_keys: Vec<PathBuf>,
+    /// The line of each `previous_ca_keys` entry.
+    pub previous_ca_keys_lines: Vec<Option<usize>>,
     /// How long a request nobody decides on stays pending; 1s to 7d.
     pub pending_ttl: Duration,
     /// Connection limits of the control channel.
@@ -296,6 +301,7 @@ struct RawConfig {
     data_dir: Option<String>,
     audit_log: Option<String>,
     krl_path: Option<String>,
+    previous_ca_keys: Option<Vec<String>>,
     principal_format: Option<String>,
     pending_ttl: Option<String>,
     limits: Option<RawLimits>,
@@ -431,6 +437,21 @@ fn validate(
     let data_dir = path_field("data_dir", raw.data_dir, DEFAULT_DATA_DIR);
     let audit_log = raw.audit_log.map(|p| path_field("audit_log", Some(p), ""));
     let krl_path = raw.krl_path.map(|p| path_field("krl_path", Some(p), ""));
+    let previous_ca_keys: Vec<PathBuf> = raw
+        .previous_ca_keys
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            if p.is_empty() {
+                problems.at(
+                    &root.key("previous_ca_keys").index(i),
+                    "is empty; give a .pub file",
+                );
+            }
+            base.join(p)
+        })
+        .collect();
     let ca_source = ca::validate(
         ca::RawCa {
             ca_key: ca_key.clone(),
@@ -493,6 +514,10 @@ fn validate(
         data_dir,
         audit_log,
         krl_path,
+        previous_ca_keys_lines: (0..previous_ca_keys.len())
+            .map(|i| index.line(&root.key("previous_ca_keys").index(i)))
+            .collect(),
+        previous_ca_keys,
         pending_ttl: pending_ttl?,
         limits: limits?,
         policy,

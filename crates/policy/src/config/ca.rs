@@ -128,7 +128,26 @@ pub(super) fn lines(index: &LineIndex) -> CaLines {
     }
 }
 
+/// The first key in an OpenSSH public key file (`ca.pub`).
+pub fn read_public_key(path: &std::path::Path) -> Result<ssh_key::PublicKey, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'))
+        .and_then(|line| ssh_key::PublicKey::from_openssh(line).ok())
+        .ok_or_else(|| format!("{} is not an OpenSSH public key file", path.display()))
+}
+
 impl Config {
+    /// The earlier CA keys of `previous_ca_keys`, read.
+    pub fn previous_ca_public_keys(&self) -> Result<Vec<ssh_key::PublicKey>, String> {
+        self.previous_ca_keys
+            .iter()
+            .map(|p| read_public_key(p))
+            .collect()
+    }
+
     /// Opens the CA key and the host key the way the daemon does, and names the config line of
     /// the setting at fault:
     ///
@@ -157,6 +176,15 @@ impl Config {
         };
         if let Err(e) = ca {
             errors.push(self.ca_error(e));
+        }
+        for (i, path) in self.previous_ca_keys.iter().enumerate() {
+            if let Err(e) = read_public_key(path) {
+                errors.push(ConfigError {
+                    file: self.file.clone(),
+                    line: self.previous_ca_keys_lines.get(i).copied().flatten(),
+                    message: format!("previous_ca_keys[{i}]: {e}"),
+                });
+            }
         }
         if let Err(e) = jitca_signer::load_private_key(&self.host_key) {
             errors.push(ConfigError {
