@@ -168,22 +168,8 @@ fn serve_dev_registers_the_users_keys_and_issues() {
         printed.contains(&format!("ssh -p {port} jitca@127.0.0.1 whoami")),
         "{printed}"
     );
-    let mut ssh = Command::new("ssh");
+    let mut ssh = ssh_client(&me.key);
     ssh.args([
-        "-F",
-        "/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-i",
-    ])
-    .arg(&me.key)
-    .args([
         "-p",
         &port.to_string(),
         "jitca@127.0.0.1",

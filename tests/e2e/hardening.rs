@@ -155,24 +155,8 @@ fn slow_idle_and_greedy_clients_are_cut_off() {
 
 /// `ssh -N`: authenticates and holds the connection without running anything.
 fn ssh_n(port: u16, key: &Path) -> std::process::Child {
-    Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-N",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-        ])
-        .arg(key)
+    ssh_client(key)
+        .arg("-N")
         .args(["-p", &port.to_string(), "jitca@127.0.0.1"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -187,30 +171,15 @@ fn forwarding_shells_and_terminals_are_refused_and_the_connection_still_runs_com
     let ca = Ca::start(&team.config("1h"));
     let dir = tempfile::tempdir().unwrap();
     let control = dir.path().join("master");
-    let base = |cmd: &mut Command| {
-        cmd.args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-        ])
-        .arg(&team.alice.key)
-        .arg("-S")
-        .arg(&control)
-        .args(["-p", &ca.port.to_string()]);
+    let base = || {
+        let mut cmd = ssh_client(&team.alice.key);
+        cmd.arg("-S")
+            .arg(&control)
+            .args(["-p", &ca.port.to_string()]);
+        cmd
     };
     // One master connection, reused by every command below.
-    let mut master = Command::new("ssh");
-    base(&mut master);
+    let mut master = base();
     let status = master
         .args([
             "-M",
@@ -224,8 +193,7 @@ fn forwarding_shells_and_terminals_are_refused_and_the_connection_still_runs_com
         .unwrap();
     assert!(status.success());
     let via_master = |extra: &[&str], command: Option<&str>| {
-        let mut cmd = Command::new("ssh");
-        base(&mut cmd);
+        let mut cmd = base();
         cmd.args(extra).arg("jitca@127.0.0.1");
         if let Some(c) = command {
             cmd.arg(c);

@@ -164,6 +164,13 @@ fn client_options(cmd: &mut Command, key: &Path) {
     ]);
 }
 
+/// `ssh` with the tests' client options and `key` as its only identity.
+pub fn ssh_client(key: &Path) -> Command {
+    let mut cmd = Command::new("ssh");
+    client_options(&mut cmd, key);
+    cmd
+}
+
 /// A running `jitca serve` with its own folder, config and store.
 pub struct Ca {
     pub dir: TempDir,

@@ -322,23 +322,7 @@ fn watch_shows_requests_as_they_come_and_how_they_end() {
         &team.alice,
         "web2 --as root --for 1h --reason already there --no-wait",
     ));
-    let mut watch = Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "-i",
-        ])
-        .arg(&team.bob.key)
+    let mut watch = ssh_client(&team.bob.key)
         .args(["-p", &ca.port.to_string(), "jitca@127.0.0.1", "watch"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

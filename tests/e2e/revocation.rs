@@ -118,21 +118,7 @@ fn done_and_revoke_are_enforced_by_sshd() {
     assert_eq!(ca.show_json(&team.alice, &a)["state"], "revoked");
 
     // A host fetches the same KRL over the control channel with its own key.
-    let fetched = Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-i",
-        ])
-        .arg(&team.web1.key)
+    let fetched = ssh_client(&team.web1.key)
         .args(["-p", &ca.port.to_string(), "jitca@127.0.0.1", "krl"])
         .output()
         .unwrap();
