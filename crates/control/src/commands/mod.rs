@@ -284,3 +284,14 @@ mod tests {
         assert_eq!(refusal("revoke x --reason a\u{7}b").status, 1);
     }
 }
+
+/// `COMMAND ID --reason TEXT`: the id, and the reason checked like a request's.
+pub(crate) fn id_and_reason(
+    spec: &crate::args::Spec,
+    args: &[String],
+) -> Result<(String, String), Failure> {
+    let mut parsed = parse(spec, args)?;
+    let reason = jitca_policy::check_reason(parsed.value("--reason").unwrap_or_default())
+        .map_err(|e| Failure::Refused(e.to_string()))?;
+    Ok((parsed.positionals.remove(0), reason))
+}

@@ -1,6 +1,4 @@
-use jitca_policy::check_reason;
-
-use super::{Ctx, Failure, Outcome, parse};
+use super::{Ctx, Failure, Outcome, id_and_reason};
 use crate::args::{Kind, Spec};
 
 const SPEC: Spec = Spec {
@@ -12,10 +10,7 @@ const SPEC: Spec = Spec {
 
 /// The grammar and the reason, checked: the id and the trimmed reason.
 pub(super) fn check(args: &[String]) -> Result<(String, String), Failure> {
-    let mut parsed = parse(&SPEC, args)?;
-    let reason = check_reason(parsed.value("--reason").unwrap_or_default())
-        .map_err(|e| Failure::Refused(e.to_string()))?;
-    Ok((parsed.positionals.remove(0), reason))
+    id_and_reason(&SPEC, args)
 }
 
 pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
