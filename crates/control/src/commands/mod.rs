@@ -228,6 +228,17 @@ pub(crate) fn parse(
     spec.parse(args).map_err(Failure::Usage)
 }
 
+/// `COMMAND ID --reason TEXT`: the id, and the reason checked like a request's.
+pub(crate) fn id_and_reason(
+    spec: &crate::args::Spec,
+    args: &[String],
+) -> Result<(String, String), Failure> {
+    let mut parsed = parse(spec, args)?;
+    let reason = jitca_policy::check_reason(parsed.value("--reason").unwrap_or_default())
+        .map_err(|e| Failure::Refused(e.to_string()))?;
+    Ok((parsed.positionals.remove(0), reason))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,15 +294,4 @@ mod tests {
         assert_eq!(refusal("audit --serial x").status, 1);
         assert_eq!(refusal("revoke x --reason a\u{7}b").status, 1);
     }
-}
-
-/// `COMMAND ID --reason TEXT`: the id, and the reason checked like a request's.
-pub(crate) fn id_and_reason(
-    spec: &crate::args::Spec,
-    args: &[String],
-) -> Result<(String, String), Failure> {
-    let mut parsed = parse(spec, args)?;
-    let reason = jitca_policy::check_reason(parsed.value("--reason").unwrap_or_default())
-        .map_err(|e| Failure::Refused(e.to_string()))?;
-    Ok((parsed.positionals.remove(0), reason))
 }
