@@ -2,6 +2,7 @@
 //! `scripts/test` runs them as root with openssh-server installed.
 
 mod audit;
+mod bench_smoke;
 mod ca_key;
 mod cli;
 mod hardening;

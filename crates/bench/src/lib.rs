@@ -63,6 +63,9 @@ pub struct Options {
     pub sign_seconds: f64,
     /// `openssl speed -seconds N`.
     pub openssl_seconds: u32,
+    /// Seconds the memory part lets the daemon settle before reading its memory (at least one
+    /// pass of its 5-second sweeper, which reads the pending requests).
+    pub settle_seconds: f64,
     pub parts: Vec<Part>,
 }
 
@@ -162,6 +165,7 @@ pub fn run(options: &Options, out: &mut dyn Write) -> Result<Report> {
             scratch.path(),
             options.pending,
             options.connections,
+            std::time::Duration::from_secs_f64(options.settle_seconds),
         )?);
     }
     report.load_after = loadavg();

@@ -34,6 +34,9 @@ struct Args {
     /// Seconds of `openssl speed ed25519`.
     #[arg(long, default_value_t = 3)]
     openssl_seconds: u32,
+    /// Seconds the daemon settles before its memory is read (one sweeper pass: 5 s).
+    #[arg(long, default_value_t = 6.0)]
+    settle_seconds: f64,
     /// Parts to run, comma-separated: fresh, reused, signing, memory [default: all].
     #[arg(long, value_delimiter = ',')]
     only: Vec<Part>,
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         connections: args.connections,
         sign_seconds: args.sign_seconds,
         openssl_seconds: args.openssl_seconds,
+        settle_seconds: args.settle_seconds,
         parts: if args.only.is_empty() {
             vec![Part::Fresh, Part::Reused, Part::Signing, Part::Memory]
         } else {

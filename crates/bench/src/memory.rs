@@ -52,6 +52,7 @@ pub fn measure(
     scratch: &Path,
     pending: usize,
     connections: usize,
+    settle: Duration,
 ) -> Result<Memory> {
     let key_pub = servers::pub_path(key);
     let mut m = Memory {
@@ -62,7 +63,7 @@ pub fn measure(
 
     // Idle, then with `pending` requests waiting for an approval nobody gives.
     let ca = Jitca::start(jitca, &key_pub)?;
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(settle);
     m.idle_kib = kib(ca.pid());
     eprintln!(
         "memory: jitca idle {} KiB; making {pending} pending requests",
@@ -89,8 +90,8 @@ pub fn measure(
             made.first_error.unwrap_or_default()
         );
     }
-    // The daemon's sweeper reads every request every 5 s: let it run at least once.
-    std::thread::sleep(Duration::from_secs(6));
+    // The daemon's sweeper looks at the pending requests every 5 s: let it run.
+    std::thread::sleep(settle);
     m.pending_kib = kib(ca.pid());
     m.pending_peak_kib = procfs::hwm_kib(ca.pid()).unwrap_or(0);
     eprintln!(
@@ -101,10 +102,10 @@ pub fn measure(
 
     // A fresh daemon, then `connections` idle authenticated connections (ssh -M -N).
     let ca = Jitca::start(jitca, &key_pub)?;
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(settle);
     m.idle_again_kib = kib(ca.pid());
     let masters = load::start_masters(&ca, key, scratch, connections, CONNECT_PARALLEL)?;
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(settle);
     m.sockets_held = procfs::sockets(ca.pid());
     m.connections_kib = kib(ca.pid());
     eprintln!(
@@ -118,7 +119,7 @@ pub fn measure(
     let sshd = ShellCa::start(&key_pub)?;
     m.sshd_idle_pss_kib = tree_pss_kib(sshd.pid()).0;
     let masters = load::start_masters(&sshd, key, scratch, connections, CONNECT_PARALLEL)?;
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(settle);
     (m.sshd_connections_pss_kib, m.sshd_connections_processes) = tree_pss_kib(sshd.pid());
     eprintln!(
         "memory: sshd with {connections} idle connections: {} KiB PSS over {} processes",

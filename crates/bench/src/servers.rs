@@ -420,11 +420,27 @@ fn ensure_account(name: &str) -> Result<()> {
     if exists {
         return Ok(());
     }
-    let made = Command::new("useradd")
-        .args(["--create-home", "--shell", "/bin/sh", name])
-        .status()
-        .context("useradd (run as root)")?;
-    if !made.success() {
+    // useradd waits for the passwd lock only so long; another test may hold it.
+    let mut made = false;
+    for _ in 0..5 {
+        made = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", name])
+            .status()
+            .context("useradd (run as root)")?
+            .success();
+        let exists = Command::new("id")
+            .arg(name)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()?
+            .success();
+        if made || exists {
+            made = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    if !made {
         bail!("cannot create the account {name} (run as root)");
     }
     let unlocked = Command::new("usermod").args(["-p", "*", name]).status()?;

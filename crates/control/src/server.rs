@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 
 use crate::gate::{Activity, Gate, Startup};
 use crate::handler::Connection;
+use crate::quickack::QuickAck;
 
 /// What the server needs besides the authority.
 pub struct ServerOptions {
@@ -117,7 +118,7 @@ async fn run_connection(
     tokio::pin!(grace);
     // The version exchange is inside the grace time too: a client trickling bytes is cut off.
     let mut session = tokio::select! {
-        started = russh::server::run_stream(config, socket, handler) => match started {
+        started = russh::server::run_stream(config, QuickAck::new(socket), handler) => match started {
             Ok(session) => session,
             Err(e) => {
                 tracing::debug!(?peer, error = %e, "connection setup failed");

@@ -236,7 +236,17 @@ fn serde_error(e: &serde_yaml::Error, file: &Path, index: &LineIndex) -> ConfigE
     {
         line = index.repeated_key_line(field, line.unwrap_or(0)).or(line);
     }
-    // The message may quote keys and values from the file: keep it to one safe line.
+    ConfigError {
+        file: file.to_path_buf(),
+        line,
+        message: one_safe_line(&message),
+    }
+}
+
+/// `message` with every control and invisible formatting character escaped (`\u{1b}`): a
+/// message may quote the file, or a library's words about it (a key's decoded algorithm
+/// label), and is printed on the operator's terminal and in the daemon's log.
+fn one_safe_line(message: &str) -> String {
     let mut safe = String::with_capacity(message.len());
     for c in message.chars() {
         if c.is_control() || crate::names::is_invisible_format(c) {
@@ -245,11 +255,7 @@ fn serde_error(e: &serde_yaml::Error, file: &Path, index: &LineIndex) -> ConfigE
             safe.push(c);
         }
     }
-    ConfigError {
-        file: file.to_path_buf(),
-        line,
-        message: safe,
-    }
+    safe
 }
 
 /// The problems found so far, each with its line.
@@ -280,7 +286,7 @@ impl Problems<'_> {
         } else {
             format!("{path}: {message}")
         };
-        self.found.push((line, message));
+        self.found.push((line, one_safe_line(&message)));
     }
 }
 
@@ -1150,6 +1156,32 @@ auditors: [audit]
                 assert!(!e.0.is_empty());
                 e.0.iter().map(ToString::to_string).collect()
             }
+        }
+    }
+
+    /// Found by the `config` fuzz target: ssh-key's error for a key whose base64 blob holds a
+    /// bad algorithm label quotes the decoded label, raw bytes and all, so a key line in
+    /// `users:` could put a NUL or a terminal escape into `jitca check`'s output.
+    #[test]
+    fn a_key_line_cannot_put_control_characters_in_a_message() {
+        for blob in [
+            // label "ssh-\e[31mevil\e[0m", then 32 bytes
+            "AAAAEXNzaC0bWzMxbWV2aWwbWzBtAAAAIEFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFB",
+            // the fuzzer's own: label "ssh-ed2551\0"
+            "AAAAC3NzaC1lZDI1NTEAAAIAL5790iB1MeLni7B9gfz5XF4n0o6CzF/SWeyc47pImmLz",
+        ] {
+            let text = good().replacen(ALICE, &format!("ssh-ed25519 {blob} a@test"), 1);
+            let found = errors(&text);
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert!(
+                found[0].contains("users.alice.keys[0]: not an OpenSSH public key"),
+                "{found:?}"
+            );
+            assert!(
+                !found[0].chars().any(char::is_control),
+                "raw control character in {:?}",
+                found[0]
+            );
         }
     }
 

@@ -76,6 +76,15 @@ pub trait Store: Send + Sync {
     fn request(&self, id: &str) -> Result<Option<Versioned>, StoreError>;
     /// Every request, newest first.
     fn requests(&self) -> Result<Vec<Request>, StoreError>;
+    /// The pending requests whose deadline (`lapses_at`) is at or before `now`, in no set
+    /// order: what the sweeper lapses, found without reading every request ever made.
+    fn pending_due(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Request>, StoreError> {
+        Ok(self
+            .requests()?
+            .into_iter()
+            .filter(|r| matches!(r.state, State::Pending) && now >= r.lapses_at)
+            .collect())
+    }
     /// Replaces `current` by `next`, and appends `events`, only if the stored record is still
     /// exactly `current`.
     fn replace_request(

@@ -1,6 +1,7 @@
-//! The sled backend: a tree of requests keyed by id, the audit chain keyed by seq, an index of
-//! the audit chain by user, host, request and serial, and a tree of counters and the chain's
-//! head. Changes that touch several trees are one sled transaction.
+//! The sled backend: a tree of requests keyed by id, the ids of the pending ones, the audit
+//! chain keyed by seq, an index of the audit chain by user, host, request and serial, and a
+//! tree of counters and the chain's head. Changes that touch several trees are one sled
+//! transaction.
 
 use std::path::Path;
 
@@ -9,16 +10,22 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::audit::{self, AuditQuery, AuditRecord, Head};
-use crate::{KrlState, Request, Store, StoreError, Swap, Versioned};
+use crate::{KrlState, Request, State, Store, StoreError, Swap, Versioned};
 
 const SERIAL_KEY: &[u8] = b"serial";
 const HEAD_KEY: &[u8] = b"audit_head";
 const KRL_KEY: &[u8] = b"krl";
+/// Set once the `pending` tree lists every pending request (stores made before it existed get
+/// it built when opened).
+const PENDING_INDEXED_KEY: &[u8] = b"pending_indexed";
 
 /// The store on a local sled database. One process at a time: sled locks its folder.
 pub struct SledStore {
     db: sled::Db,
     requests: sled::Tree,
+    /// The pending requests: id -> deadline (`lapses_at` in microseconds, big-endian), kept
+    /// with every change of a request, so the sweeper reads only those past their deadline.
+    pending: sled::Tree,
     meta: sled::Tree,
     audit: sled::Tree,
     index: sled::Tree,
@@ -37,6 +44,11 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<Request, StoreError> {
         key: String::from_utf8_lossy(key).into_owned(),
         reason: e.to_string(),
     })
+}
+
+/// A pending request's value in the pending index: its deadline.
+fn deadline(request: &Request) -> [u8; 8] {
+    request.lapses_at.timestamp_micros().to_be_bytes()
 }
 
 fn decode_record(seq: u64, bytes: &[u8]) -> Result<AuditRecord, StoreError> {
@@ -169,13 +181,37 @@ impl SledStore {
             other => open_err(other.to_string()),
         })?;
         let tree = |name: &str| db.open_tree(name).map_err(io);
-        Ok(Self {
+        let store = Self {
             requests: tree("requests")?,
+            pending: tree("pending")?,
             meta: tree("meta")?,
             audit: tree("audit")?,
             index: tree("audit_index")?,
             db,
-        })
+        };
+        store.index_pending()?;
+        Ok(store)
+    }
+
+    /// Builds the pending index of a store made before it existed (once; no other writer runs
+    /// while the store opens). sled recovers a prefix of its log, so a crash before the mark
+    /// is durable only means building it again.
+    fn index_pending(&self) -> Result<(), StoreError> {
+        if self.meta.get(PENDING_INDEXED_KEY).map_err(io)?.is_some() {
+            return Ok(());
+        }
+        self.pending.clear().map_err(io)?;
+        for item in self.requests.iter() {
+            let (key, bytes) = item.map_err(io)?;
+            let request = decode(&key, &bytes)?;
+            if matches!(request.state, State::Pending) {
+                self.pending.insert(key, &deadline(&request)).map_err(io)?;
+            }
+        }
+        self.meta
+            .insert(PENDING_INDEXED_KEY, &[] as &[u8])
+            .map_err(io)?;
+        Ok(())
     }
 
     /// Appends audit records as if the clock read `now`. For filling a store with a history
@@ -221,17 +257,38 @@ impl SledStore {
 
 impl Store for SledStore {
     fn create_request(&self, request: &Request, events: &[AuditRecord]) -> Result<(), StoreError> {
+        let id = request.id.as_bytes();
         let bytes = encode(request);
-        (&self.requests, &self.meta, &self.audit, &self.index)
-            .transaction(|(requests, meta, audit, index)| {
-                if requests.get(request.id.as_bytes())?.is_some() {
-                    return Err(ConflictableTransactionError::Abort(Abort::Exists));
-                }
-                requests.insert(request.id.as_bytes(), bytes.as_slice())?;
-                append(meta, audit, index, events, Utc::now())?;
-                Ok(())
-            })
-            .map_err(|e| tx_error(e, &request.id))
+        let create = |requests: &TransactionalTree,
+                      meta: &TransactionalTree,
+                      audit: &TransactionalTree,
+                      index: &TransactionalTree| {
+            if requests.get(id)?.is_some() {
+                return Err(ConflictableTransactionError::Abort(Abort::Exists));
+            }
+            requests.insert(id, bytes.as_slice())?;
+            append(meta, audit, index, events, Utc::now())?;
+            Ok(())
+        };
+        // The pending index joins the transaction only when the request goes into it.
+        if matches!(request.state, State::Pending) {
+            (
+                &self.requests,
+                &self.meta,
+                &self.audit,
+                &self.index,
+                &self.pending,
+            )
+                .transaction(|(requests, meta, audit, index, pending)| {
+                    create(requests, meta, audit, index)?;
+                    pending.insert(id, &deadline(request))?;
+                    Ok(())
+                })
+        } else {
+            (&self.requests, &self.meta, &self.audit, &self.index)
+                .transaction(|(requests, meta, audit, index)| create(requests, meta, audit, index))
+        }
+        .map_err(|e| tx_error(e, &request.id))
     }
 
     fn request(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
@@ -257,6 +314,26 @@ impl Store for SledStore {
         Ok(all)
     }
 
+    fn pending_due(&self, now: chrono::DateTime<Utc>) -> Result<Vec<Request>, StoreError> {
+        let now_micros = now.timestamp_micros();
+        let mut due = Vec::new();
+        for item in self.pending.iter() {
+            let (key, value) = item.map_err(io)?;
+            // An unreadable deadline is read from the request itself.
+            let at = <[u8; 8]>::try_from(value.as_ref()).map_or(i64::MIN, i64::from_be_bytes);
+            if at > now_micros {
+                continue;
+            }
+            if let Some(bytes) = self.requests.get(&key).map_err(io)? {
+                let request = decode(&key, &bytes)?;
+                if matches!(request.state, State::Pending) && now >= request.lapses_at {
+                    due.push(request);
+                }
+            }
+        }
+        Ok(due)
+    }
+
     fn replace_request(
         &self,
         current: &Versioned,
@@ -265,20 +342,45 @@ impl Store for SledStore {
     ) -> Result<Swap, StoreError> {
         let id = current.request.id.as_str();
         let bytes = encode(next);
-        let outcome = (&self.requests, &self.meta, &self.audit, &self.index).transaction(
-            |(requests, meta, audit, index)| {
-                match requests.get(id.as_bytes())? {
-                    None => return Err(ConflictableTransactionError::Abort(Abort::Missing)),
-                    Some(stored) if stored.as_ref() != current.token() => {
-                        return Err(ConflictableTransactionError::Abort(Abort::Conflict));
-                    }
-                    Some(_) => {}
+        let swap = |requests: &TransactionalTree,
+                    meta: &TransactionalTree,
+                    audit: &TransactionalTree,
+                    index: &TransactionalTree| {
+            match requests.get(id.as_bytes())? {
+                None => return Err(ConflictableTransactionError::Abort(Abort::Missing)),
+                Some(stored) if stored.as_ref() != current.token() => {
+                    return Err(ConflictableTransactionError::Abort(Abort::Conflict));
                 }
-                requests.insert(id.as_bytes(), bytes.as_slice())?;
-                append(meta, audit, index, events, Utc::now())?;
-                Ok(())
-            },
-        );
+                Some(_) => {}
+            }
+            requests.insert(id.as_bytes(), bytes.as_slice())?;
+            append(meta, audit, index, events, Utc::now())?;
+            Ok(())
+        };
+        // The token is the stored record, so `current` says whether it is in the pending index.
+        let was_pending = matches!(current.request.state, State::Pending);
+        let is_pending = matches!(next.state, State::Pending);
+        let outcome = if was_pending || is_pending {
+            (
+                &self.requests,
+                &self.meta,
+                &self.audit,
+                &self.index,
+                &self.pending,
+            )
+                .transaction(|(requests, meta, audit, index, pending)| {
+                    swap(requests, meta, audit, index)?;
+                    if is_pending {
+                        pending.insert(id.as_bytes(), &deadline(next))?;
+                    } else {
+                        pending.remove(id.as_bytes())?;
+                    }
+                    Ok(())
+                })
+        } else {
+            (&self.requests, &self.meta, &self.audit, &self.index)
+                .transaction(|(requests, meta, audit, index)| swap(requests, meta, audit, index))
+        };
         match outcome {
             Ok(()) => Ok(Swap::Done),
             Err(TransactionError::Abort(Abort::Conflict)) => Ok(Swap::Conflict),
@@ -658,6 +760,65 @@ mod tests {
             q(|q| q.since = Some(Utc::now() - chrono::Duration::hours(1))),
             [1, 2, 3]
         );
+    }
+
+    #[test]
+    fn the_pending_index_follows_every_change_and_is_built_for_older_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        // Long after the test requests' deadline.
+        let later = request("a").lapses_at + chrono::Duration::days(1);
+        let ids = |store: &SledStore| {
+            let mut ids: Vec<String> = store
+                .pending_due(later)
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect();
+            ids.sort();
+            ids
+        };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            for id in ["a", "b", "c"] {
+                store.create_request(&request(id), &[]).unwrap();
+            }
+            let mut decided = request("d");
+            decided.state = State::Lapsed {
+                at: decided.lapses_at,
+            };
+            store.create_request(&decided, &[]).unwrap();
+            assert_eq!(ids(&store), ["a", "b", "c"]);
+            // Still pending after an approval; out of the index once decided.
+            let current = store.request("a").unwrap().unwrap();
+            let mut approved = current.request.clone();
+            approved.approvals.push(Approval {
+                by: "bob".into(),
+                at: approved.created_at,
+            });
+            assert!(matches!(
+                store.replace_request(&current, &approved, &[]).unwrap(),
+                Swap::Done
+            ));
+            let current = store.request("b").unwrap().unwrap();
+            let mut lapsed = current.request.clone();
+            lapsed.state = State::Lapsed {
+                at: lapsed.lapses_at,
+            };
+            store.replace_request(&current, &lapsed, &[]).unwrap();
+            assert_eq!(ids(&store), ["a", "c"]);
+            assert_eq!(ids(&store).len(), store.pending.len());
+            // A store from before the index: no mark, no index.
+            store.meta.remove(PENDING_INDEXED_KEY).unwrap();
+            store.pending.clear().unwrap();
+            store.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(ids(&store), ["a", "c"]);
+        assert_eq!(store.pending.len(), 2);
+        // Not yet due: not read.
+        let before = request("a").lapses_at - chrono::Duration::seconds(1);
+        assert!(store.pending_due(before).unwrap().is_empty());
+        assert_eq!(store.pending_due(request("a").lapses_at).unwrap().len(), 2);
     }
 
     #[test]
