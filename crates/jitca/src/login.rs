@@ -3,9 +3,9 @@
 //! for this grant, and puts key and certificate into ssh-agent for exactly the certificate's
 //! remaining lifetime, so the key dies with the grant.
 
-use std::fs::{DirBuilder, OpenOptions};
+use std::fs::DirBuilder;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use ssh_key::{Certificate, LineEnding, PrivateKey};
 
 use crate::cli::LoginArgs;
+use crate::init::write_new;
 
 pub fn run(args: LoginArgs) -> Result<()> {
     let (host, port) = split_ca(&args.ca);
@@ -210,18 +211,6 @@ fn cert_path(key: &Path) -> PathBuf {
 
 fn write_private(path: &Path, key: &PrivateKey) -> Result<()> {
     write_new(path, key.to_openssh(LineEnding::LF)?.as_bytes(), 0o600)
-}
-
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
 }
 
 fn human(secs: u64) -> String {
