@@ -22,6 +22,10 @@ const PENDING_INDEXED_KEY: &[u8] = b"pending_indexed";
 /// The store on a local sled database. One process at a time: sled locks its folder.
 pub struct SledStore {
     db: sled::Db,
+    /// One serial taken at a time. sled's compare-and-swap waits for a transaction in progress
+    /// by spinning (`sched_yield`); with 32 issuances at once the spinning took a quarter of
+    /// the daemon's CPU (docs/benchmarks.md). Waiters here sleep instead.
+    serial: std::sync::Mutex<()>,
     requests: sled::Tree,
     /// The pending requests: id -> deadline (`lapses_at` in microseconds, big-endian), kept
     /// with every change of a request, so the sweeper reads only those past their deadline.
@@ -188,6 +192,7 @@ impl SledStore {
             audit: tree("audit")?,
             index: tree("audit_index")?,
             db,
+            serial: std::sync::Mutex::new(()),
         };
         store.index_pending()?;
         Ok(store)
@@ -389,6 +394,8 @@ impl Store for SledStore {
     }
 
     fn next_serial(&self) -> Result<u64, StoreError> {
+        // A poisoned lock guards nothing: the counter itself is sled's.
+        let _one = self.serial.lock().unwrap_or_else(|e| e.into_inner());
         let mut exhausted = false;
         let value = self
             .meta
