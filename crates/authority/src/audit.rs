@@ -44,7 +44,10 @@ pub(crate) fn requested(request: &Request) -> AuditRecord {
         .with("fingerprint", &request.fingerprint)
         .with("rule", &request.rule)
         .with("approvals_needed", request.approvals_needed)
-        .with("lapses_at", request.lapses_at);
+        .with("lapses_at", request.lapses_at)
+        .with("break_glass", request.break_glass)
+        .with("review_required", request.review_required)
+        .with("mfa", request.requester_mfa);
     r.source = Some(request.source.clone());
     r.reason = Some(request.reason.clone());
     r.principals = request.principals.clone();
@@ -54,7 +57,8 @@ pub(crate) fn requested(request: &Request) -> AuditRecord {
 pub(crate) fn approved(request: &Request, caller: &Caller) -> AuditRecord {
     let mut r = about(EventKind::Approved, &caller.user, request)
         .with("approvals", request.approvals.len())
-        .with("approvals_needed", request.approvals_needed);
+        .with("approvals_needed", request.approvals_needed)
+        .with("mfa", caller.factor.verified());
     r.source = Some(caller.source.clone());
     r
 }
@@ -71,7 +75,8 @@ pub(crate) fn issued(request: &Request, actor: &str) -> Option<AuditRecord> {
         .with("extensions", &request.extensions)
         .with("critical_options", &request.critical_options)
         .with("approvers", request.approvers().collect::<Vec<_>>())
-        .with("fingerprint", &request.fingerprint);
+        .with("fingerprint", &request.fingerprint)
+        .with("break_glass", request.break_glass);
     r.serial = Some(i.serial);
     r.principals = request.principals.clone();
     Some(r)
@@ -82,6 +87,23 @@ pub(crate) fn denied(request: &Request, caller: &Caller, reason: &str) -> AuditR
     r.source = Some(caller.source.clone());
     r.reason = Some(reason.to_string());
     r
+}
+
+pub(crate) fn review_due(request: &Request) -> AuditRecord {
+    about(EventKind::ReviewDue, DAEMON, request)
+        .with("rule", &request.rule)
+        .with("break_glass", request.break_glass)
+}
+
+pub(crate) fn reviewed(request: &Request, caller: &Caller) -> Option<AuditRecord> {
+    let review = request.review.as_ref()?;
+    let mut r = about(EventKind::Reviewed, &caller.user, request)
+        .with("outcome", review.outcome.as_str())
+        .with("note", &review.note)
+        .with("break_glass", request.break_glass);
+    r.source = Some(caller.source.clone());
+    r.serial = request.issuance().map(|i| i.serial);
+    Some(r)
 }
 
 pub(crate) fn lapsed(request: &Request) -> AuditRecord {

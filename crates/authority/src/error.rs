@@ -8,6 +8,10 @@ pub enum AuthorityError {
     /// The policy does not allow it.
     #[error("{0}")]
     Denied(#[from] Denial),
+    /// Refused for a reason other than the policy's rules (a missing second factor, a review
+    /// by the requester).
+    #[error("{0}")]
+    Refused(String),
     /// No request with this id that the caller may see.
     #[error("no request {0}")]
     NotFound(String),

@@ -9,14 +9,18 @@
 
 pub mod audit;
 mod error;
+pub mod governance;
 mod lifecycle;
 mod revocation;
 
 pub use audit::{AuthFailure, parse_time};
 pub use error::AuthorityError;
 pub use jitca_store::{
-    Approval, AuditQuery, AuditRecord, ChainBreak, EventKind, Head, Issuance, Request, Revocation,
-    State,
+    Approval, AuditQuery, AuditRecord, ChainBreak, EventKind, Head, Issuance, Request, Review,
+    ReviewOutcome, Revocation, State, Usage,
 };
-pub use lifecycle::{Authority, Caller, ListFilter, NewRequest, Settings, grant_of};
+pub use governance::{Sighting, UsageReport, read_sshd_log, record_usage};
+pub use lifecycle::{
+    Authority, Caller, Factor, ListFilter, NewRequest, Notice, Notify, Settings, grant_of,
+};
 pub use revocation::KRL_GRACE;

@@ -23,11 +23,54 @@ const BACKDATE: TimeDelta = TimeDelta::seconds(60);
 const ID_ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyz23456789";
 const ID_LEN: usize = 10;
 
-/// Who is calling: an identified user (from their SSH key) and where they connect from.
+/// Who is calling: an identified user (from their SSH key), where they connect from, and
+/// what second factor their connection proved.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: String,
     pub source: String,
+    pub factor: Factor,
+}
+
+/// The second factor of a connection: asked once, during authentication, after the key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Factor {
+    /// The person has no second factor enrolled, so none was asked.
+    #[default]
+    NotEnrolled,
+    /// Enrolled, and answered the code prompt with nothing.
+    Skipped,
+    /// A valid one-time code, not used before, was given.
+    Verified,
+    /// The code given was refused; the text says why (wrong, already used, too many tries).
+    Failed(String),
+}
+
+impl Factor {
+    pub fn verified(&self) -> bool {
+        matches!(self, Factor::Verified)
+    }
+}
+
+/// What the lifecycle tells the outside world about (webhooks): see [`Notify`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// A request was made.
+    RequestMade,
+    /// A request was decided: issued (its last approval, or no approval needed) or denied.
+    Decided,
+    /// A break-glass certificate was issued.
+    BreakGlass,
+    /// A certificate was revoked (`done`, `revoke`, or the requester removed).
+    Revoked,
+    /// A grant that needs a post-access review ended.
+    ReviewDue,
+}
+
+/// Receives notices; must return at once (deliveries happen elsewhere, never blocking
+/// issuance). `by` is who caused it, when a person did.
+pub trait Notify: Send + Sync {
+    fn notify(&self, notice: Notice, request: &Request, by: Option<&str>);
 }
 
 /// A request as the requester makes it, already syntax-checked.
@@ -38,6 +81,8 @@ pub struct NewRequest {
     pub duration: Duration,
     pub reason: String,
     pub public_key: PublicKey,
+    /// Break-glass access: only break-glass rules apply, issued at once without approval.
+    pub break_glass: bool,
 }
 
 /// Which requests `list` returns.
@@ -45,10 +90,15 @@ pub struct NewRequest {
 pub struct ListFilter {
     pub pending_only: bool,
     pub mine_only: bool,
+    /// Grants that ended without a review: break-glass first, then those whose rule requires
+    /// one, then the rest, newest first within each.
+    pub unreviewed: bool,
+    /// Grants whose certificate was never seen used in the sshd logs read so far.
+    pub unused: bool,
 }
 
 /// The lifecycle's settings from the config.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub pending_ttl: Duration,
     /// A JSON-lines copy of the audit log, kept as durable as the store.
@@ -58,6 +108,8 @@ pub struct Settings {
     /// Earlier CA keys hosts still trust (a CA key rotation): the KRL revokes the same
     /// serials under them.
     pub earlier_cas: Vec<PublicKey>,
+    /// Where notices go (webhooks); `None` sends none.
+    pub notify: Option<Arc<dyn Notify>>,
 }
 
 /// The request lifecycle. Cheap to share (`Arc`).
@@ -72,6 +124,7 @@ pub struct Authority {
     pub(crate) earlier_cas: Vec<PublicKey>,
     auth_failures: Mutex<AuthFailureLimiter>,
     changes: broadcast::Sender<String>,
+    notify: Option<Arc<dyn Notify>>,
 }
 
 impl Authority {
@@ -99,6 +152,7 @@ impl Authority {
             earlier_cas: settings.earlier_cas,
             auth_failures: Mutex::new(AuthFailureLimiter::new()),
             changes,
+            notify: settings.notify,
         })
     }
 
@@ -126,8 +180,24 @@ impl Authority {
             hosts: new.hosts,
             logins: new.logins,
             duration: new.duration,
+            break_glass: new.break_glass,
         };
         let grant = policy.decide_request(&caller.user, &ask)?;
+        let rule = policy
+            .rule(&grant.rule)
+            .ok_or(jitca_policy::Denial::PolicyChanged)?;
+        if let Some(pattern) = &rule.reason_pattern
+            && !pattern.is_match(&new.reason)
+        {
+            return Err(jitca_policy::Denial::ReasonMismatch {
+                rule: rule.name.clone(),
+                pattern: pattern.as_str().to_string(),
+            }
+            .into());
+        }
+        if rule.requester_mfa {
+            require_factor(caller, &rule.name, "requests")?;
+        }
         let now = Utc::now();
         let mut subject = new.public_key.clone();
         subject.set_comment("");
@@ -152,6 +222,12 @@ impl Authority {
             lapses_at: now + to_delta(self.pending_ttl),
             approvals: Vec::new(),
             state: State::Pending,
+            break_glass: rule.break_glass,
+            review_required: rule.review_required || rule.break_glass,
+            requester_mfa: caller.factor.verified(),
+            review: None,
+            review_due_announced: false,
+            usage: None,
         };
         loop {
             request.id = new_id();
@@ -179,8 +255,18 @@ impl Authority {
             other => other,
         })?;
         tracing::info!(id = %request.id, requester = %request.requester, rule = %request.rule,
-            principals = ?request.principals, state = request.state_name(now), "request made");
+            principals = ?request.principals, state = request.state_name(now),
+            break_glass = request.break_glass, "request made");
         self.announce(&request.id);
+        self.tell(Notice::RequestMade, &request, None);
+        if request.issuance().is_some() {
+            let notice = if request.break_glass {
+                Notice::BreakGlass
+            } else {
+                Notice::Decided
+            };
+            self.tell(notice, &request, None);
+        }
         Ok(request)
     }
 
@@ -193,6 +279,9 @@ impl Authority {
             policy.check_approver(&caller.user, &request.requester, &grant_of(request))?;
             let now = Utc::now();
             self.ensure_pending(&current, now)?;
+            if policy.rule(&request.rule).is_some_and(|r| r.approver_mfa) {
+                require_factor(caller, &request.rule, "approvals")?;
+            }
             if request.approvers().any(|a| a == caller.user) {
                 return Err(AuthorityError::Conflict(format!(
                     "you have already approved request {id}"
@@ -202,6 +291,7 @@ impl Authority {
             next.approvals.push(Approval {
                 by: caller.user.clone(),
                 at: now,
+                mfa: caller.factor.verified(),
             });
             if next.approvals.len() >= next.approvals_needed as usize {
                 let serial = self.store.next_serial()?;
@@ -215,6 +305,9 @@ impl Authority {
                     tracing::info!(%id, approver = %caller.user, state = next.state_name(now),
                         serial = next.issuance().map(|i| i.serial), "request approved");
                     self.announce(id);
+                    if next.issuance().is_some() {
+                        self.tell(Notice::Decided, &next, Some(&caller.user));
+                    }
                     return Ok(next);
                 }
                 // Someone else changed it first: look again (it may be decided now).
@@ -244,6 +337,7 @@ impl Authority {
                     self.durable()?;
                     tracing::info!(%id, approver = %caller.user, "request denied");
                     self.announce(id);
+                    self.tell(Notice::Decided, &next, Some(&caller.user));
                     return Ok(next);
                 }
                 Swap::Conflict => continue,
@@ -271,14 +365,21 @@ impl Authority {
     ) -> Result<Vec<Request>, AuthorityError> {
         let policy = self.policy();
         let now = Utc::now();
-        Ok(self
+        let mut found: Vec<Request> = self
             .store
             .requests()?
             .into_iter()
             .filter(|r| !filter.mine_only || r.requester == caller.user)
             .filter(|r| !filter.pending_only || r.state_name(now) == "pending")
+            .filter(|r| !filter.unreviewed || (r.ended(now) && r.review.is_none()))
+            .filter(|r| !filter.unused || (r.issuance().is_some() && r.usage.is_none()))
             .filter(|r| policy.may_view(&caller.user, &r.requester, &grant_of(r)))
-            .collect())
+            .collect();
+        if filter.unreviewed {
+            // Stable: newest first within each class.
+            found.sort_by_key(|r| (!r.break_glass, !r.review_required));
+        }
+        Ok(found)
     }
 
     /// The requester's issued certificate, while it is valid, for `get` (recorded). Durable
@@ -329,18 +430,23 @@ impl Authority {
         Ok(self.find(id)?.request)
     }
 
-    /// Moves every pending request past its deadline to `lapsed`. Returns how many lapsed.
+    /// Moves every pending request past its deadline to `lapsed`, and announces the review
+    /// of every grant that needs one and has expired. Returns how many lapsed.
     pub fn lapse_due(&self) -> Result<usize, AuthorityError> {
         let now = Utc::now();
         let mut lapsed = 0;
         // Only those due: reading every request ever made (or every pending one) every few
         // seconds costs time and memory that grow with the store.
-        for request in self.store.pending_due(now)? {
-            if matches!(request.state, State::Pending) && now >= request.lapses_at {
-                let current = self.find(&request.id)?;
-                if self.lapse(&current, now)? {
-                    lapsed += 1;
+        for request in self.store.due(now)? {
+            let current = self.find(&request.id)?;
+            match &current.request.state {
+                State::Pending => {
+                    if self.lapse(&current, now)? {
+                        lapsed += 1;
+                    }
                 }
+                State::Issued(_) => self.announce_review_due(&current, now)?,
+                _ => {}
             }
         }
         Ok(lapsed)
@@ -505,9 +611,14 @@ impl Authority {
             .map_err(|e| AuthorityError::Invalid(format!("stored public key unusable: {e}")))?;
         let approvers: Vec<&str> = request.approvers().collect();
         let key_id = format!(
-            "jitca:{}:{}:approvers={}",
+            "jitca:{}:{}:{}approvers={}",
             request.id,
             request.requester,
+            if request.break_glass {
+                "break-glass:"
+            } else {
+                ""
+            },
             if approvers.is_empty() {
                 "none".to_string()
             } else {
@@ -540,6 +651,30 @@ impl Authority {
         // No receivers is fine: nobody is waiting.
         let _ = self.changes.send(id.to_string());
     }
+
+    /// Passes a notice on (webhooks); returns at once.
+    pub(crate) fn tell(&self, notice: Notice, request: &Request, by: Option<&str>) {
+        if let Some(notify) = &self.notify {
+            notify.notify(notice, request, by);
+        }
+    }
+}
+
+/// Refuses unless the caller's connection proved a second factor.
+fn require_factor(caller: &Caller, rule: &str, what: &str) -> Result<(), AuthorityError> {
+    let why = match &caller.factor {
+        Factor::Verified => return Ok(()),
+        Factor::NotEnrolled => {
+            "you have no second factor enrolled; enrol with the command mfa enroll".to_string()
+        }
+        Factor::Skipped => "connect again and enter the code from your authenticator app \
+                            when asked"
+            .to_string(),
+        Factor::Failed(why) => format!("{why}; connect again with a new code"),
+    };
+    Err(AuthorityError::Refused(format!(
+        "rule {rule} needs a one-time code (TOTP) for {what}: {why}"
+    )))
 }
 
 /// The grant a stored request was made under, to check again against the policy in force.
@@ -553,6 +688,7 @@ pub fn grant_of(request: &Request) -> Grant {
         approvals_needed: request.approvals_needed,
         extensions: request.extensions.clone(),
         critical_options: request.critical_options.clone(),
+        break_glass: request.break_glass,
     }
 }
 

@@ -11,7 +11,7 @@ use jitca_krl::Krl;
 use jitca_store::{AuditRecord, EventKind, KrlState, Request, Revocation, State, Swap};
 
 use crate::audit::{self, DAEMON};
-use crate::{Authority, AuthorityError, Caller};
+use crate::{Authority, AuthorityError, Caller, Notice};
 
 /// How long a revoked certificate stays in the KRL after it expires, for hosts whose clocks
 /// lag behind the CA's. After that it can no longer be used anywhere and leaves the list.
@@ -109,12 +109,23 @@ impl Authority {
             event.serial = Some(issuance.serial);
             event.reason = Some(reason.to_string());
             event.source = caller.map(|c| c.source.clone());
-            match self.store.replace_request(&current, &next, &[event])? {
+            let mut events = vec![event];
+            // The grant has ended: a review it needs is due now.
+            let review_due = next.review_required && next.review.is_none();
+            if review_due {
+                next.review_due_announced = true;
+                events.push(audit::review_due(&next));
+            }
+            match self.store.replace_request(&current, &next, &events)? {
                 Swap::Done => {
                     tracing::info!(%id, by, serial = issuance.serial, reason, "certificate revoked");
                     self.krl_changed()?;
                     self.durable()?;
                     self.announce(id);
+                    self.tell(Notice::Revoked, &next, Some(by));
+                    if review_due {
+                        self.tell(Notice::ReviewDue, &next, None);
+                    }
                     return Ok(next);
                 }
                 Swap::Conflict => continue,

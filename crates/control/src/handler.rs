@@ -115,6 +115,7 @@ impl Handler for Connection {
                 self.caller = Some(Caller {
                     user,
                     source: crate::server::peer_text(self.peer),
+                    factor: jitca_authority::Factor::NotEnrolled,
                 });
                 Ok(Auth::Accept)
             }

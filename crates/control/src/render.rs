@@ -45,8 +45,25 @@ pub(crate) fn request_json(r: &Request, now: DateTime<Utc>) -> Value {
         "source": r.source,
         "created_at": time(r.created_at),
         "lapses_at": time(r.lapses_at),
+        "break_glass": r.break_glass,
+        "review_required": r.review_required,
+        "requester_mfa": r.requester_mfa,
+        "approvals_mfa": r.approvals.iter().filter(|a| a.mfa).map(|a| a.by.as_str()).collect::<Vec<_>>(),
+        "used": r.usage.as_ref().map(|u| u.logins > 0),
     });
     let map = v.as_object_mut().expect("an object");
+    if let Some(review) = &r.review {
+        map.insert(
+            "review".into(),
+            json!({"by": review.by, "at": time(review.at), "outcome": review.outcome.as_str(), "note": review.note}),
+        );
+    }
+    if let Some(u) = &r.usage {
+        map.insert(
+            "usage".into(),
+            json!({"logins": u.logins, "first": u.first.map(time), "last": u.last.map(time), "hosts": u.hosts}),
+        );
+    }
     if let Some(i) = r.issuance() {
         map.insert("serial".into(), json!(i.serial));
         map.insert("key_id".into(), json!(i.key_id));
@@ -79,6 +96,14 @@ pub(crate) fn request_block(r: &Request, now: DateTime<Utc>, eligible: &[String]
     let mut lines = vec![
         ("id", r.id.clone()),
         ("state", r.state_name(now).to_string()),
+        (
+            "break-glass",
+            if r.break_glass {
+                "YES: issued without approval; reviewed afterwards".to_string()
+            } else {
+                "no".to_string()
+            },
+        ),
         ("requester", clean(&r.requester)),
         ("reason", clean(&r.reason)),
         ("rule", r.rule.clone()),
@@ -115,6 +140,7 @@ pub(crate) fn request_block(r: &Request, now: DateTime<Utc>, eligible: &[String]
             ),
         ),
         ("approvers", none_if_empty(eligible.join(", "))),
+        ("second factor", factor_text(r)),
         ("created", time(r.created_at)),
         ("from", r.source.clone()),
     ];
@@ -146,10 +172,72 @@ pub(crate) fn request_block(r: &Request, now: DateTime<Utc>, eligible: &[String]
         }
         State::Lapsed { at } => lines.push(("lapsed", time(*at))),
     }
+    if r.issuance().is_some() {
+        lines.push(("review", review_text(r, now)));
+        lines.push(("used", used_text(r)));
+    }
     lines
         .into_iter()
         .map(|(k, v)| format!("{k:<17}{v}\n"))
         .collect()
+}
+
+/// Who gave a one-time code: the requester, and each approver.
+fn factor_text(r: &Request) -> String {
+    let mut who = Vec::new();
+    if r.requester_mfa {
+        who.push(format!("{} (request)", r.requester));
+    }
+    who.extend(r.approvals.iter().filter(|a| a.mfa).map(|a| format!("{} (approval)", a.by)));
+    none_if_empty(who.join(", "))
+}
+
+/// The post-access review: recorded, due, or not needed.
+fn review_text(r: &Request, now: DateTime<Utc>) -> String {
+    match &r.review {
+        Some(review) => format!(
+            "{} by {} at {}: {}",
+            review.outcome.as_str(),
+            review.by,
+            time(review.at),
+            clean(&review.note)
+        ),
+        None if r.ended(now) && r.review_required => "DUE (required)".into(),
+        None if r.ended(now) => "none (optional)".into(),
+        None if r.review_required => "required once access ends".into(),
+        None => "optional, once access ends".into(),
+    }
+}
+
+/// Logins seen in sshd logs read so far.
+fn used_text(r: &Request) -> String {
+    match &r.usage {
+        None => "not seen in the sshd logs read so far".into(),
+        Some(u) => {
+            let mut text = format!("{} login{}", u.logins, if u.logins == 1 { "" } else { "s" });
+            match (u.first, u.last) {
+                (Some(first), Some(last)) if first == last => text += &format!(" at {}", time(first)),
+                (Some(first), Some(last)) => text += &format!(", {} to {}", time(first), time(last)),
+                _ => {}
+            }
+            if !u.hosts.is_empty() {
+                text += &format!(" on {}", clean(&u.hosts.join(", ")));
+            }
+            text
+        }
+    }
+}
+
+/// The short review column of `list`.
+fn review_cell(r: &Request, now: DateTime<Utc>) -> String {
+    match &r.review {
+        Some(review) => format!("{}:{}", review.outcome.as_str(), review.by),
+        None if r.issuance().is_none() => "-".into(),
+        None if r.ended(now) && r.review_required => "DUE".into(),
+        None if r.ended(now) => "none".into(),
+        None if r.review_required => "required".into(),
+        None => "-".into(),
+    }
 }
 
 fn none_if_empty(s: String) -> String {
@@ -166,6 +254,8 @@ pub(crate) fn table(requests: &[Request], now: DateTime<Utc>) -> String {
         "HOSTS".into(),
         "FOR".into(),
         "APPROVALS".into(),
+        "REVIEW".into(),
+        "USED".into(),
         "CREATED".into(),
         "REASON".into(),
     ]];
@@ -183,12 +273,22 @@ pub(crate) fn table(requests: &[Request], now: DateTime<Utc>) -> String {
             r.logins.join(","),
             r.hosts.join(","),
             format_duration(std::time::Duration::from_secs(r.duration_secs)),
-            format!("{}/{}", r.approvals.len(), r.approvals_needed),
+            if r.break_glass {
+                "BREAK-GLASS".to_string()
+            } else {
+                format!("{}/{}", r.approvals.len(), r.approvals_needed)
+            },
+            review_cell(r, now),
+            match (&r.usage, r.issuance()) {
+                (_, None) => "-".to_string(),
+                (None, Some(_)) => "no".to_string(),
+                (Some(u), Some(_)) => u.logins.to_string(),
+            },
             time(r.created_at),
             reason,
         ]);
     }
-    let widths: Vec<usize> = (0..9)
+    let widths: Vec<usize> = (0..11)
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
     rows.iter()
@@ -218,9 +318,10 @@ pub(crate) fn watch_line(r: &Request, now: DateTime<Utc>) -> String {
         _ => String::new(),
     };
     format!(
-        "{} {:<8} {} {} wants {} on {} for {} ({}/{} approvals) reason \"{}\"{outcome}\n",
+        "{} {:<8} {}{} {} wants {} on {} for {} ({}/{} approvals) reason \"{}\"{outcome}\n",
         time(now),
         r.state_name(now),
+        if r.break_glass { "BREAK-GLASS " } else { "" },
         r.id,
         clean(&r.requester),
         r.logins.join(","),

@@ -83,6 +83,7 @@ async fn serve(
             audit_log: config.audit_log.clone(),
             krl_path: config.krl_path.clone(),
             earlier_cas,
+            notify: None,
         },
         store.clone(),
         signer,

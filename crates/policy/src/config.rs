@@ -16,7 +16,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use ssh_key::PublicKey;
 use ssh_key::public::KeyData;
 
-use crate::decide::{Policy, Rule, User};
+use crate::decide::{Policy, ReasonPattern, Rule, User};
 use crate::duration::{format_duration, parse_duration};
 use crate::locate::{LineIndex, YamlPath};
 use crate::names::{check_host_name, check_login, check_name, show};
@@ -42,6 +42,18 @@ pub const DEFAULT_PENDING_TTL: Duration = Duration::from_secs(60 * 60);
 pub const MAX_PENDING_TTL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The longest `max_duration` of a rule: temporary access is measured in hours, not weeks.
 pub const MAX_RULE_DURATION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The longest `max_duration` of a break-glass rule: emergency access is short.
+pub const MAX_BREAK_GLASS_DURATION: Duration = Duration::from_secs(4 * 60 * 60);
+/// Where the key that encrypts second-factor secrets is, unless `mfa_key` says.
+pub const DEFAULT_MFA_KEY: &str = "mfa.key";
+/// The alerts a webhook may subscribe to (`notify: - events:`).
+pub const NOTIFY_EVENTS: [&str; 5] = [
+    "request_made",
+    "decided",
+    "break_glass",
+    "revoked",
+    "review_due",
+];
 /// The certificate extensions a rule may grant (OpenSSH's `PROTOCOL.certkeys`).
 pub const KNOWN_EXTENSIONS: [&str; 6] = [
     "permit-X11-forwarding",
@@ -173,6 +185,21 @@ pub struct Config {
     pub host_key_line: Option<usize>,
     /// The lines of the other CA key settings, if written there.
     pub ca_lines: CaLines,
+    /// The key that encrypts second-factor secrets in the store (32 random bytes, hex).
+    pub mfa_key: PathBuf,
+    /// Webhooks alerted of requests, decisions, break-glass, revocations and reviews due.
+    pub notify: Vec<Hook>,
+}
+
+/// One `notify:` webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hook {
+    /// `http://` or `https://` URL; it may carry a secret, so it is never logged whole.
+    pub url: String,
+    /// The events it gets (names from [`NOTIFY_EVENTS`]); empty means all.
+    pub events: Vec<String>,
+    /// Its line in the file.
+    pub line: Option<usize>,
 }
 
 /// Reads, parses and validates the config file at `path`.
@@ -315,6 +342,19 @@ struct RawConfig {
     hosts: Option<NamedMap<Vec<String>>>,
     rules: Option<Vec<RawRule>>,
     auditors: Option<Vec<String>>,
+    operators: Option<Vec<String>>,
+    mfa_key: Option<String>,
+    notify: Option<Vec<RawHook>>,
+}
+
+#[derive(Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a webhook: a mapping with url and optionally events"
+)]
+struct RawHook {
+    url: String,
+    events: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -352,18 +392,19 @@ struct RawRule {
     hosts: Vec<String>,
     logins: Vec<String>,
     max_duration: String,
-    #[serde(default = "one")]
-    approvals: u32,
+    approvals: Option<u32>,
     #[serde(default)]
     approvers: Vec<String>,
     #[serde(default = "default_extensions")]
     extensions: Vec<String>,
     force_command: Option<String>,
     source_address: Option<String>,
-}
-
-fn one() -> u32 {
-    1
+    reason_pattern: Option<String>,
+    #[serde(default)]
+    break_glass: bool,
+    review: Option<String>,
+    requester_mfa: Option<String>,
+    approver_mfa: Option<String>,
 }
 
 fn default_extensions() -> Vec<String> {
@@ -510,7 +551,26 @@ fn validate(
         problems,
     );
 
-    let policy = Policy::new(users, host_groups, rules, auditors, principal_format);
+    let operators = raw.operators.unwrap_or_default();
+    check_group_list(
+        &operators,
+        &root.key("operators"),
+        "group",
+        &groups,
+        false,
+        problems,
+    );
+    let mfa_key = path_field_of(base, &root, "mfa_key", raw.mfa_key, DEFAULT_MFA_KEY, problems);
+    let notify = validate_notify(raw.notify.unwrap_or_default(), index, problems);
+
+    let policy = Policy::new(
+        users,
+        host_groups,
+        rules,
+        auditors,
+        operators,
+        principal_format,
+    );
     Some(Config {
         file: file.to_path_buf(),
         listen: listen?,
@@ -530,7 +590,76 @@ fn validate(
         ca_key_line: index.nth_line(&root.key("ca_key"), 0),
         host_key_line: index.nth_line(&root.key("host_key"), 0),
         ca_lines: ca::lines(index),
+        mfa_key,
+        notify,
     })
+}
+
+/// A path setting resolved against the config file's folder (empty is refused).
+fn path_field_of(
+    base: &Path,
+    root: &YamlPath,
+    name: &str,
+    value: Option<String>,
+    default: &str,
+    problems: &mut Problems<'_>,
+) -> PathBuf {
+    let value = value.unwrap_or_else(|| default.to_string());
+    if value.is_empty() {
+        problems.at(&root.key(name), "is empty; give a file path");
+    }
+    base.join(value)
+}
+
+/// The `notify:` webhooks: http(s) URLs and known event names.
+fn validate_notify(raw: Vec<RawHook>, index: &LineIndex, problems: &mut Problems<'_>) -> Vec<Hook> {
+    let path = YamlPath::root().key("notify");
+    let mut hooks = Vec::new();
+    for (i, hook) in raw.into_iter().enumerate() {
+        let here = path.index(i);
+        if let Err(e) = check_hook_url(&hook.url) {
+            problems.at(&here.key("url"), e);
+        }
+        let events = hook.events.unwrap_or_default();
+        for (j, event) in events.iter().enumerate() {
+            if !NOTIFY_EVENTS.contains(&event.as_str()) {
+                problems.at(
+                    &here.key("events").index(j),
+                    format_args!(
+                        "unknown event {}; known: {}",
+                        show(event),
+                        NOTIFY_EVENTS.join(", ")
+                    ),
+                );
+            }
+        }
+        hooks.push(Hook {
+            url: hook.url,
+            events,
+            line: index.line(&here),
+        });
+    }
+    hooks
+}
+
+/// A webhook URL: `http://` or `https://`, a host, nothing that is not printable ASCII.
+fn check_hook_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| "must start with https:// (or http://)".to_string())?;
+    if let Some(bad) = url.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "contains {}; write the URL without spaces or other characters (percent-encode them)",
+            show(&bad.to_string())
+        ));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.rsplit('@').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err("names no host".to_string());
+    }
+    Ok(())
 }
 
 /// The `limits:` section: each value given replaces its default; counts are 1 or more.
@@ -885,21 +1014,42 @@ fn validate_rules(
 
         let max_duration = checked_duration(
             &raw.max_duration,
-            MAX_RULE_DURATION,
+            if raw.break_glass {
+                MAX_BREAK_GLASS_DURATION
+            } else {
+                MAX_RULE_DURATION
+            },
             &path.key("max_duration"),
             problems,
         )
         .unwrap_or_default();
 
+        // Break-glass is issued without approval: an approval count there is a mistake.
+        let approvals = match (raw.break_glass, raw.approvals) {
+            (true, Some(n)) if n > 0 => {
+                problems.at(
+                    &path.key("approvals"),
+                    format_args!(
+                        "is {n}, but a break_glass rule issues at once without approval; \
+                         remove approvals (its approvers review each use afterwards)"
+                    ),
+                );
+                0
+            }
+            (true, _) => 0,
+            (false, Some(n)) => n,
+            (false, None) => 1,
+        };
+
         // Approvers may be empty only when no approval is needed.
         if raw.approvers.is_empty() {
-            if raw.approvals > 0 {
+            if approvals > 0 {
                 problems.at(
                     &path.key("approvers"),
                     format_args!(
                         "approvals is {} but the rule names no approvers; add approvers: [GROUP] \
                          or set approvals: 0",
-                        raw.approvals
+                        approvals
                     ),
                 );
             }
@@ -917,13 +1067,13 @@ fn validate_rules(
                 .filter(|u| u.in_any(&raw.approvers))
                 .map(|u| u.name.as_str())
                 .collect();
-            if raw.approvals as usize > eligible.len() {
+            if approvals as usize > eligible.len() {
                 problems.at(
                     &path.key("approvals"),
                     format_args!(
                         "needs {} approvals but only {} may approve under this rule ({}), \
                          so no request could ever be approved",
-                        raw.approvals,
+                        approvals,
                         match eligible.len() {
                             1 => "1 user".to_string(),
                             n => format!("{n} users"),
@@ -975,16 +1125,67 @@ fn validate_rules(
             }
         }
 
+        let reason_pattern = raw.reason_pattern.and_then(|pattern| {
+            let path = path.key("reason_pattern");
+            if pattern.is_empty() {
+                problems.at(&path, "is empty; give a regular expression such as ^(INC|CHG)-[0-9]+");
+                return None;
+            }
+            ReasonPattern::new(&pattern)
+                .map_err(|e| {
+                    problems.at(
+                        &path,
+                        format_args!("{} is not a regular expression: {e}", show(&pattern)),
+                    )
+                })
+                .ok()
+        });
+        let review_required = match raw.review.as_deref() {
+            None | Some("optional") => raw.break_glass,
+            Some("required") => true,
+            Some(other) => {
+                problems.at(
+                    &path.key("review"),
+                    format_args!("{} is not a review setting; write required or optional", show(other)),
+                );
+                false
+            }
+        };
+        let mut factor = |name: &str, value: Option<String>| match value.as_deref() {
+            None | Some("none") => false,
+            Some("totp") => true,
+            Some(other) => {
+                problems.at(
+                    &path.key(name),
+                    format_args!("{} is not a second factor; write totp (or none)", show(other)),
+                );
+                false
+            }
+        };
+        let requester_mfa = factor("requester_mfa", raw.requester_mfa);
+        let approver_mfa = factor("approver_mfa", raw.approver_mfa);
+        if raw.break_glass && approver_mfa {
+            problems.at(
+                &path.key("approver_mfa"),
+                "a break_glass rule has no approvals to protect; use requester_mfa",
+            );
+        }
+
         rules.push(Rule {
             name: raw.name,
             requesters: raw.requesters,
             host_groups: raw.hosts,
             logins: raw.logins,
             max_duration,
-            approvals: raw.approvals,
+            approvals: approvals,
             approvers: raw.approvers,
             extensions,
             critical_options,
+            reason_pattern,
+            break_glass: raw.break_glass,
+            review_required,
+            requester_mfa,
+            approver_mfa,
         });
     }
     rules

@@ -55,7 +55,59 @@ pub struct Rule {
     pub extensions: Vec<String>,
     /// Certificate critical options: `force-command`, `source-address`.
     pub critical_options: BTreeMap<String, String>,
+    /// `reason_pattern`: a request's reason must match (a ticket number, say).
+    pub reason_pattern: Option<ReasonPattern>,
+    /// `break_glass: true`: issued at once without approval, loudly, only when the requester
+    /// asks for break-glass access; never chosen for an ordinary request.
+    pub break_glass: bool,
+    /// `review: required` (always for break-glass): every grant needs a post-access review.
+    pub review_required: bool,
+    /// `requester_mfa: totp`: a request needs a verified one-time code on its connection.
+    pub requester_mfa: bool,
+    /// `approver_mfa: totp`: an approval needs a verified one-time code on its connection.
+    pub approver_mfa: bool,
 }
+
+/// A rule's `reason_pattern`, compiled once. Compared by its text.
+#[derive(Clone, Debug)]
+pub struct ReasonPattern(regex::Regex);
+
+impl ReasonPattern {
+    /// Compiles `pattern`; the message says what is wrong with it.
+    pub fn new(pattern: &str) -> Result<Self, String> {
+        regex::RegexBuilder::new(pattern)
+            .size_limit(1 << 20)
+            .build()
+            .map(Self)
+            .map_err(|e| match e {
+                regex::Error::Syntax(text) => text
+                    .lines()
+                    .last()
+                    .unwrap_or("invalid")
+                    .trim_start_matches("error: ")
+                    .to_string(),
+                other => other.to_string(),
+            })
+    }
+
+    /// Whether `reason` matches (anywhere, unless the pattern is anchored).
+    pub fn is_match(&self, reason: &str) -> bool {
+        self.0.is_match(reason)
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl PartialEq for ReasonPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for ReasonPattern {}
 
 /// What a requester asks for (already syntax-checked by [`crate::names`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,6 +118,9 @@ pub struct Ask {
     pub logins: Vec<String>,
     /// Validity of the certificate.
     pub duration: Duration,
+    /// Break-glass access: only break-glass rules are considered, and only then.
+    #[serde(default)]
+    pub break_glass: bool,
 }
 
 /// What a rule allows for one [`Ask`]: everything the certificate will carry except serial, key
@@ -89,6 +144,9 @@ pub struct Grant {
     pub extensions: Vec<String>,
     /// The rule's critical options.
     pub critical_options: BTreeMap<String, String>,
+    /// Issued under a break-glass rule.
+    #[serde(default)]
+    pub break_glass: bool,
 }
 
 impl Grant {
@@ -98,6 +156,7 @@ impl Grant {
             hosts: self.hosts.clone(),
             logins: self.logins.clone(),
             duration: self.duration,
+            break_glass: self.break_glass,
         }
     }
 }
@@ -122,12 +181,15 @@ pub enum Denial {
     ZeroDuration,
     /// No rule the requester may use covers this (login, host) pair.
     #[error(
-        "no rule lets {} request login {} on {}",
+        "no {}rule lets {} request login {} on {}",
+        if *break_glass { "break-glass " } else { "" },
         Plain(requester),
         Plain(login),
         Plain(host)
     )]
     NoRule {
+        /// Whether break-glass rules were asked for.
+        break_glass: bool,
         /// Who asked.
         requester: String,
         /// The login of the first pair no rule covers.
@@ -172,6 +234,18 @@ pub enum Denial {
     /// The user is in none of the auditors groups.
     #[error("only auditors may do this")]
     NotAuditor,
+    /// The reason does not match the rule's `reason_pattern`.
+    #[error(
+        "rule {} needs a reason matching {} (a ticket reference); yours does not",
+        Plain(rule),
+        crate::names::show(pattern)
+    )]
+    ReasonMismatch {
+        /// The rule of the request.
+        rule: String,
+        /// Its `reason_pattern`.
+        pattern: String,
+    },
     /// Under the policy now in force, the request would not get exactly the same grant (the
     /// rule changed, went away, or the requester lost access); it cannot be approved.
     #[error(
@@ -212,6 +286,7 @@ pub struct Policy {
     host_groups: Vec<(String, Vec<String>)>,
     rules: Vec<Rule>,
     auditors: Vec<String>,
+    operators: Vec<String>,
     principal_format: String,
 }
 
@@ -222,6 +297,7 @@ impl Policy {
         host_groups: Vec<(String, Vec<String>)>,
         rules: Vec<Rule>,
         auditors: Vec<String>,
+        operators: Vec<String>,
         principal_format: String,
     ) -> Self {
         let by_name = users
@@ -241,6 +317,7 @@ impl Policy {
             host_groups,
             rules,
             auditors,
+            operators,
             principal_format,
         }
     }
@@ -298,6 +375,16 @@ impl Policy {
     /// The groups whose members are auditors.
     pub fn auditor_groups(&self) -> &[String] {
         &self.auditors
+    }
+
+    /// The groups whose members are operators (they may reset a person's second factor).
+    pub fn operator_groups(&self) -> &[String] {
+        &self.operators
+    }
+
+    /// Whether `user` is in one of the operators groups.
+    pub fn is_operator(&self, user: &str) -> bool {
+        self.user(user).is_some_and(|u| u.in_any(&self.operators))
     }
 
     /// All rules, in file order.
@@ -390,7 +477,7 @@ impl Policy {
         let usable: Vec<&Rule> = self
             .rules
             .iter()
-            .filter(|r| user.in_any(&r.requesters))
+            .filter(|r| user.in_any(&r.requesters) && r.break_glass == ask.break_glass)
             .collect();
         if let Some(rule) = usable.iter().find(|r| self.covers(r, &hosts, &logins)) {
             if ask.duration > rule.max_duration {
@@ -414,6 +501,7 @@ impl Policy {
                 approvals_needed: rule.approvals,
                 extensions: rule.extensions.clone(),
                 critical_options: rule.critical_options.clone(),
+                break_glass: rule.break_glass,
             });
         }
         for login in &logins {
@@ -423,6 +511,7 @@ impl Policy {
                 });
                 if !pair_covered {
                     return Err(Denial::NoRule {
+                        break_glass: ask.break_glass,
                         requester: requester.to_string(),
                         login: login.clone(),
                         host: host.clone(),
@@ -625,6 +714,7 @@ auditors: [audit]
             hosts: hosts.iter().map(|s| s.to_string()).collect(),
             logins: logins.iter().map(|s| s.to_string()).collect(),
             duration: Duration::from_secs(secs),
+            break_glass: false,
         }
     }
 
@@ -698,6 +788,7 @@ auditors: [audit]
                 approvals_needed: 1,
                 extensions: strings(&["permit-agent-forwarding", "permit-pty"]),
                 critical_options: BTreeMap::new(),
+                break_glass: false,
             }
         );
     }
@@ -830,6 +921,7 @@ auditors: [audit]
         assert_eq!(
             denial,
             Denial::NoRule {
+                break_glass: false,
                 requester: "alice".into(),
                 login: "deploy".into(),
                 host: "db1".into(),
@@ -876,6 +968,7 @@ auditors: [audit]
         assert_eq!(
             denial,
             Denial::NoRule {
+                break_glass: false,
                 requester: "alice".into(),
                 login: "app".into(),
                 host: "web3".into(),

@@ -11,8 +11,10 @@ pub mod duration;
 pub mod locate;
 pub mod names;
 
-pub use config::{Config, ConfigError, ConfigErrors, KNOWN_EXTENSIONS, Limits, load, parse};
-pub use decide::{Ask, Denial, Grant, Policy, Rule, User};
+pub use config::{
+    Config, ConfigError, ConfigErrors, Hook, KNOWN_EXTENSIONS, Limits, NOTIFY_EVENTS, load, parse,
+};
+pub use decide::{Ask, Denial, Grant, Policy, ReasonPattern, Rule, User};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use names::{
     InputError, check_host_name, check_login, check_name, check_reason, parse_host_list,

@@ -53,6 +53,20 @@ pub enum EventKind {
     AuditRead,
     /// The audit chain was verified.
     AuditVerified,
+    /// An ended grant's post-access review was recorded.
+    Reviewed,
+    /// A grant that needs a review ended without one (announced once).
+    ReviewDue,
+    /// Logins with a grant's certificate were read from an sshd log.
+    UsageRecorded,
+    /// A person started second-factor enrolment (a new secret, not yet confirmed).
+    MfaEnrolled,
+    /// A person confirmed their second factor with a first code; it is in force from now.
+    MfaConfirmed,
+    /// An operator removed a person's second factor.
+    MfaReset,
+    /// A one-time code was wrong or replayed.
+    MfaFailed,
     /// A kind this version does not know (written by a newer jitca).
     #[serde(other)]
     Other,
@@ -77,6 +91,13 @@ impl EventKind {
             EventKind::Refused => "refused",
             EventKind::AuditRead => "audit_read",
             EventKind::AuditVerified => "audit_verified",
+            EventKind::Reviewed => "reviewed",
+            EventKind::ReviewDue => "review_due",
+            EventKind::UsageRecorded => "usage_recorded",
+            EventKind::MfaEnrolled => "mfa_enrolled",
+            EventKind::MfaConfirmed => "mfa_confirmed",
+            EventKind::MfaReset => "mfa_reset",
+            EventKind::MfaFailed => "mfa_failed",
             EventKind::Other => "other",
         }
     }

@@ -13,7 +13,7 @@ mod model;
 mod sled_store;
 
 pub use audit::{AuditQuery, AuditRecord, ChainBreak, EventKind, Head};
-pub use model::{Approval, Issuance, Request, Revocation, State};
+pub use model::{Approval, Issuance, Request, Review, ReviewOutcome, Revocation, State, Usage};
 pub use sled_store::SledStore;
 
 /// A record as read, with the token a later compare-and-swap must present.
@@ -76,13 +76,14 @@ pub trait Store: Send + Sync {
     fn request(&self, id: &str) -> Result<Option<Versioned>, StoreError>;
     /// Every request, newest first.
     fn requests(&self) -> Result<Vec<Request>, StoreError>;
-    /// The pending requests whose deadline (`lapses_at`) is at or before `now`, in no set
-    /// order: what the sweeper lapses, found without reading every request ever made.
-    fn pending_due(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Request>, StoreError> {
+    /// The requests whose [`Request::deadline`] is at or before `now`, in no set order: the
+    /// pending ones to lapse and the ended grants whose review is due, found without reading
+    /// every request ever made.
+    fn due(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Vec<Request>, StoreError> {
         Ok(self
             .requests()?
             .into_iter()
-            .filter(|r| matches!(r.state, State::Pending) && now >= r.lapses_at)
+            .filter(|r| r.deadline().is_some_and(|d| now >= d))
             .collect())
     }
     /// Replaces `current` by `next`, and appends `events`, only if the stored record is still

@@ -34,6 +34,72 @@ pub struct Request {
     pub lapses_at: DateTime<Utc>,
     pub approvals: Vec<Approval>,
     pub state: State,
+    /// Made under a break-glass rule: issued at once without approval, reviewed afterwards.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub break_glass: bool,
+    /// The grant needs a post-access review once it ends (break-glass, or `review: required`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub review_required: bool,
+    /// The requester's connection had a verified second factor when the request was made.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub requester_mfa: bool,
+    /// The post-access review, once recorded; recorded once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review: Option<Review>,
+    /// Set once the sweeper has announced that the ended grant's review is due.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub review_due_announced: bool,
+    /// Logins with the certificate seen in `sshd` logs (`usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+/// A post-access review: who looked at a grant after it ended, and what they found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Review {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub outcome: ReviewOutcome,
+    pub note: String,
+}
+
+/// What a reviewer found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewOutcome {
+    /// The access was used as asked.
+    Ok,
+    /// Something needs following up (the note says what).
+    Concern,
+}
+
+impl ReviewOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Concern => "concern",
+        }
+    }
+}
+
+/// Logins with a grant's certificate, as read from `sshd` logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Accepted logins seen.
+    pub logins: u64,
+    /// The earliest and latest of them, when the log lines carried a time.
+    pub first: Option<DateTime<Utc>>,
+    pub last: Option<DateTime<Utc>>,
+    /// The hosts (log line host names) they were seen on, when the lines named one.
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Digests of the log lines counted, so a log read twice counts nothing twice.
+    #[serde(default)]
+    pub seen: Vec<String>,
 }
 
 /// One approval: who, when.
@@ -41,6 +107,9 @@ pub struct Request {
 pub struct Approval {
     pub by: String,
     pub at: DateTime<Utc>,
+    /// The approver's connection had a verified second factor.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mfa: bool,
 }
 
 /// Where a request stands. Each change from `Pending` happens once.
@@ -105,6 +174,29 @@ impl Request {
         match &self.state {
             State::Issued(i) | State::Revoked { issuance: i, .. } => Some(i),
             _ => None,
+        }
+    }
+
+    /// When the sweeper must look at this request next: a pending request lapses at
+    /// `lapses_at`; an issued grant that needs a review has it announced when it expires.
+    pub fn deadline(&self) -> Option<DateTime<Utc>> {
+        match &self.state {
+            State::Pending => Some(self.lapses_at),
+            State::Issued(i)
+                if self.review_required && self.review.is_none() && !self.review_due_announced =>
+            {
+                Some(i.valid_before)
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether the grant was issued and has ended (expired or revoked).
+    pub fn ended(&self, now: DateTime<Utc>) -> bool {
+        match &self.state {
+            State::Issued(i) => now >= i.valid_before,
+            State::Revoked { .. } => true,
+            _ => false,
         }
     }
 

@@ -10,7 +10,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::audit::{self, AuditQuery, AuditRecord, Head};
-use crate::{KrlState, Request, State, Store, StoreError, Swap, Versioned};
+use crate::{KrlState, Request, Store, StoreError, Swap, Versioned};
 
 const SERIAL_KEY: &[u8] = b"serial";
 const HEAD_KEY: &[u8] = b"audit_head";
@@ -50,9 +50,14 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<Request, StoreError> {
     })
 }
 
-/// A pending request's value in the pending index: its deadline.
+/// A request's value in the deadline index (the `pending` tree): its
+/// [`Request::deadline`]. Only requests with one are in the index.
 fn deadline(request: &Request) -> [u8; 8] {
-    request.lapses_at.timestamp_micros().to_be_bytes()
+    request
+        .deadline()
+        .unwrap_or(request.lapses_at)
+        .timestamp_micros()
+        .to_be_bytes()
 }
 
 fn decode_record(seq: u64, bytes: &[u8]) -> Result<AuditRecord, StoreError> {
@@ -209,7 +214,7 @@ impl SledStore {
         for item in self.requests.iter() {
             let (key, bytes) = item.map_err(io)?;
             let request = decode(&key, &bytes)?;
-            if matches!(request.state, State::Pending) {
+            if request.deadline().is_some() {
                 self.pending.insert(key, &deadline(&request)).map_err(io)?;
             }
         }
@@ -275,8 +280,8 @@ impl Store for SledStore {
             append(meta, audit, index, events, Utc::now())?;
             Ok(())
         };
-        // The pending index joins the transaction only when the request goes into it.
-        if matches!(request.state, State::Pending) {
+        // The deadline index joins the transaction only when the request goes into it.
+        if request.deadline().is_some() {
             (
                 &self.requests,
                 &self.meta,
@@ -319,7 +324,7 @@ impl Store for SledStore {
         Ok(all)
     }
 
-    fn pending_due(&self, now: chrono::DateTime<Utc>) -> Result<Vec<Request>, StoreError> {
+    fn due(&self, now: chrono::DateTime<Utc>) -> Result<Vec<Request>, StoreError> {
         let now_micros = now.timestamp_micros();
         let mut due = Vec::new();
         for item in self.pending.iter() {
@@ -331,7 +336,7 @@ impl Store for SledStore {
             }
             if let Some(bytes) = self.requests.get(&key).map_err(io)? {
                 let request = decode(&key, &bytes)?;
-                if matches!(request.state, State::Pending) && now >= request.lapses_at {
+                if request.deadline().is_some_and(|d| now >= d) {
                     due.push(request);
                 }
             }
@@ -362,9 +367,9 @@ impl Store for SledStore {
             append(meta, audit, index, events, Utc::now())?;
             Ok(())
         };
-        // The token is the stored record, so `current` says whether it is in the pending index.
-        let was_pending = matches!(current.request.state, State::Pending);
-        let is_pending = matches!(next.state, State::Pending);
+        // The token is the stored record, so `current` says whether it is in the deadline index.
+        let was_pending = current.request.deadline().is_some();
+        let is_pending = next.deadline().is_some();
         let outcome = if was_pending || is_pending {
             (
                 &self.requests,
@@ -604,6 +609,12 @@ mod tests {
             lapses_at: t,
             approvals: vec![],
             state: State::Pending,
+            break_glass: false,
+            review_required: false,
+            requester_mfa: false,
+            review: None,
+            review_due_announced: false,
+            usage: None,
         }
     }
 
@@ -646,11 +657,13 @@ mod tests {
         bob.approvals.push(Approval {
             by: "bob".into(),
             at: bob.created_at,
+            mfa: false,
         });
         let mut carol = seen_by_carol.request.clone();
         carol.approvals.push(Approval {
             by: "carol".into(),
             at: carol.created_at,
+            mfa: false,
         });
         assert!(matches!(
             store.replace_request(&seen_by_bob, &bob, &[]).unwrap(),
@@ -715,6 +728,7 @@ mod tests {
         next.approvals.push(Approval {
             by: "bob".into(),
             at: next.created_at,
+            mfa: false,
         });
         let mut approved = event(Approved, "bob", "web1");
         approved.requester = Some("alice".into());
@@ -776,7 +790,7 @@ mod tests {
         let later = request("a").lapses_at + chrono::Duration::days(1);
         let ids = |store: &SledStore| {
             let mut ids: Vec<String> = store
-                .pending_due(later)
+                .due(later)
                 .unwrap()
                 .into_iter()
                 .map(|r| r.id)
@@ -801,6 +815,7 @@ mod tests {
             approved.approvals.push(Approval {
                 by: "bob".into(),
                 at: approved.created_at,
+                mfa: false,
             });
             assert!(matches!(
                 store.replace_request(&current, &approved, &[]).unwrap(),
@@ -824,8 +839,8 @@ mod tests {
         assert_eq!(store.pending.len(), 2);
         // Not yet due: not read.
         let before = request("a").lapses_at - chrono::Duration::seconds(1);
-        assert!(store.pending_due(before).unwrap().is_empty());
-        assert_eq!(store.pending_due(request("a").lapses_at).unwrap().len(), 2);
+        assert!(store.due(before).unwrap().is_empty());
+        assert_eq!(store.due(request("a").lapses_at).unwrap().len(), 2);
     }
 
     #[test]

@@ -5,11 +5,13 @@ use crate::args::{Kind, Spec};
 use crate::render;
 
 pub(super) const SPEC: Spec = Spec {
-    usage: "list [--pending] [--mine] [--json]",
+    usage: "list [--pending] [--mine] [--unreviewed] [--unused] [--json]",
     positionals: &[],
     options: &[
         ("--pending", Kind::Flag),
         ("--mine", Kind::Flag),
+        ("--unreviewed", Kind::Flag),
+        ("--unused", Kind::Flag),
         ("--json", Kind::Flag),
     ],
     required: &[],
@@ -20,6 +22,8 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     let filter = ListFilter {
         pending_only: parsed.flag("--pending"),
         mine_only: parsed.flag("--mine"),
+        unreviewed: parsed.flag("--unreviewed"),
+        unused: parsed.flag("--unused"),
     };
     let requests = ctx.call(move |a, c| a.list(c, filter)).await?;
     let now = chrono::Utc::now();
@@ -29,7 +33,15 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
             .map(|r| format!("{}\n", render::request_json(r, now)))
             .collect()
     } else if requests.is_empty() {
-        ctx.out.stderr("no requests").await;
+        ctx.out
+            .stderr(if filter.unreviewed {
+                "no ended grant awaits a review"
+            } else if filter.unused {
+                "no grant is unused"
+            } else {
+                "no requests"
+            })
+            .await;
         String::new()
     } else {
         render::table(&requests, now)

@@ -17,13 +17,14 @@ use crate::channel::StdinRead;
 const MAX_KEY_BYTES: usize = 16 * 1024;
 
 const SPEC: Spec = Spec {
-    usage: "request HOSTS --as LOGIN --for DURATION --reason TEXT [--no-wait] < KEY.pub",
+    usage: "request HOSTS --as LOGIN --for DURATION --reason TEXT [--no-wait] [--break-glass] < KEY.pub",
     positionals: &["HOSTS"],
     options: &[
         ("--as", Kind::Value),
         ("--for", Kind::Value),
         ("--reason", Kind::Words),
         ("--no-wait", Kind::Flag),
+        ("--break-glass", Kind::Flag),
     ],
     required: &["--as", "--for", "--reason"],
 };
@@ -39,6 +40,7 @@ pub(super) struct Typed {
     pub duration: Duration,
     pub reason: String,
     pub no_wait: bool,
+    pub break_glass: bool,
 }
 
 /// The grammar and every typed value, checked before stdin is read or anything is stored.
@@ -55,6 +57,7 @@ pub(super) fn check(args: &[String]) -> Result<Typed, Failure> {
         duration,
         reason,
         no_wait: parsed.flag("--no-wait"),
+        break_glass: parsed.flag("--break-glass"),
     })
 }
 
@@ -65,6 +68,7 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
         duration,
         reason,
         no_wait,
+        break_glass,
     } = check(args)?;
     let public_key = read_public_key(ctx).await?;
 
@@ -76,6 +80,7 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
         duration,
         reason,
         public_key,
+        break_glass,
     };
     let request = ctx.call(move |a, c| a.submit(c, new)).await?;
     let id = request.id.clone();

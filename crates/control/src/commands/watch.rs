@@ -28,7 +28,7 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
                 c,
                 jitca_authority::ListFilter {
                     pending_only: true,
-                    mine_only: false,
+                    ..Default::default()
                 },
             )?
             .into_iter()
