@@ -81,7 +81,9 @@ impl Secret {
             .to_ascii_uppercase();
         let decoded = data_encoding::BASE32_NOPAD.decode(clean.as_bytes()).ok();
         clean.zeroize();
-        decoded.filter(|b| !b.is_empty()).map(|b| Self(Zeroizing::new(b)))
+        decoded
+            .filter(|b| !b.is_empty())
+            .map(|b| Self(Zeroizing::new(b)))
     }
 
     pub fn as_bytes(&self) -> &[u8] {
@@ -292,10 +294,7 @@ mod tests {
         }
         // Six digits are the last six of the eight.
         assert_eq!(secret.code(step_of(59)), "287082");
-        assert_eq!(
-            secret.verify("287082", 59, None),
-            Check::Valid { step: 1 }
-        );
+        assert_eq!(secret.verify("287082", 59, None), Check::Valid { step: 1 });
     }
 
     #[test]
@@ -393,10 +392,7 @@ mod tests {
             secret.as_bytes()
         );
         // Another person's name as associated data: refused.
-        assert_eq!(
-            key.open("bob", &sealed).unwrap_err(),
-            MfaError::Unsealable
-        );
+        assert_eq!(key.open("bob", &sealed).unwrap_err(), MfaError::Unsealable);
         // Another key: refused.
         let other = SealingKey::generate().unwrap();
         assert!(other.open("alice", &sealed).is_err());

@@ -9,10 +9,12 @@
 //! against the exact record the caller read, so two approvers racing change a request once.
 
 pub mod audit;
+mod mfa;
 mod model;
 mod sled_store;
 
 pub use audit::{AuditQuery, AuditRecord, ChainBreak, EventKind, Head};
+pub use mfa::{FactorState, SecondFactor, VersionedFactor};
 pub use model::{Approval, Issuance, Request, Review, ReviewOutcome, Revocation, State, Usage};
 pub use sled_store::SledStore;
 
@@ -123,6 +125,17 @@ pub trait Store: Send + Sync {
     fn set_mark(&self, name: &str, value: u64) -> Result<(), StoreError>;
     /// Makes every write done before this call durable.
     fn flush(&self) -> Result<(), StoreError>;
+    /// A person's second factor, with its compare-and-swap token.
+    fn second_factor(&self, user: &str) -> Result<Option<VersionedFactor>, StoreError>;
+    /// Stores (`Some`) or removes (`None`) a person's second factor, and appends `events`, only
+    /// if the stored one is still exactly `current` (`None`: none is stored).
+    fn swap_second_factor(
+        &self,
+        user: &str,
+        current: Option<&VersionedFactor>,
+        next: Option<&SecondFactor>,
+        events: &[AuditRecord],
+    ) -> Result<Swap, StoreError>;
 }
 
 /// Which revocation list is current: its version, and the time that decides which revoked

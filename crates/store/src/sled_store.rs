@@ -30,12 +30,14 @@ pub struct SledStore {
     /// The pending requests: id -> deadline (`lapses_at` in microseconds, big-endian), kept
     /// with every change of a request, so the sweeper reads only those past their deadline.
     pending: sled::Tree,
-    meta: sled::Tree,
-    audit: sled::Tree,
-    index: sled::Tree,
+    pub(crate) meta: sled::Tree,
+    pub(crate) audit: sled::Tree,
+    pub(crate) index: sled::Tree,
+    /// Second factors by user name (`crate::mfa`).
+    pub(crate) mfa: sled::Tree,
 }
 
-fn io(e: sled::Error) -> StoreError {
+pub(crate) fn io(e: sled::Error) -> StoreError {
     StoreError::Io(e.to_string())
 }
 
@@ -68,16 +70,16 @@ fn decode_record(seq: u64, bytes: &[u8]) -> Result<AuditRecord, StoreError> {
 }
 
 /// Why a transaction gave up on its own.
-enum Abort {
+pub(crate) enum Abort {
     Exists,
     Conflict,
     Missing,
     Corrupt(String),
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<Abort>>;
+pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<Abort>>;
 
-fn tx_error(e: TransactionError<Abort>, id: &str) -> StoreError {
+pub(crate) fn tx_error(e: TransactionError<Abort>, id: &str) -> StoreError {
     match e {
         TransactionError::Abort(Abort::Exists) => StoreError::Exists(id.to_string()),
         TransactionError::Abort(Abort::Missing) => StoreError::Missing(id.to_string()),
@@ -150,7 +152,7 @@ fn read_head(meta: &TransactionalTree) -> TxResult<Head> {
 
 /// Appends `events` to the chain inside a transaction, at the clock reading `now` (never
 /// earlier than the chain's last record).
-fn append(
+pub(crate) fn append(
     meta: &TransactionalTree,
     audit: &TransactionalTree,
     index: &TransactionalTree,
@@ -196,6 +198,7 @@ impl SledStore {
             meta: tree("meta")?,
             audit: tree("audit")?,
             index: tree("audit_index")?,
+            mfa: tree("mfa")?,
             db,
             serial: std::sync::Mutex::new(()),
         };
@@ -579,6 +582,20 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.db.flush().map(|_| ()).map_err(io)
+    }
+
+    fn second_factor(&self, user: &str) -> Result<Option<crate::VersionedFactor>, StoreError> {
+        self.read_second_factor(user)
+    }
+
+    fn swap_second_factor(
+        &self,
+        user: &str,
+        current: Option<&crate::VersionedFactor>,
+        next: Option<&crate::SecondFactor>,
+        events: &[AuditRecord],
+    ) -> Result<Swap, StoreError> {
+        self.swap_second_factor_of(user, current, next, events)
     }
 }
 
