@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, TimeDelta, Utc};
-use jitca_store::{AuditRecord, EventKind, Review, ReviewOutcome, State, Store, Swap, Usage, Versioned};
+use jitca_store::{
+    AuditRecord, EventKind, Review, ReviewOutcome, State, Store, Swap, Usage, Versioned,
+};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{self, truncate};
@@ -96,7 +98,9 @@ impl Authority {
         now: DateTime<Utc>,
     ) -> Result<(), AuthorityError> {
         let request = &current.request;
-        if !request.deadline().is_some_and(|d| now >= d) || !matches!(request.state, State::Issued(_)) {
+        if !request.deadline().is_some_and(|d| now >= d)
+            || !matches!(request.state, State::Issued(_))
+        {
             return Ok(());
         }
         let mut next = request.clone();
@@ -125,7 +129,12 @@ impl Authority {
         if !self.policy().is_auditor(&caller.user) {
             return Err(AuthorityError::Denied(jitca_policy::Denial::NotAuditor));
         }
-        let mut cas = vec![self.signer.public_key().fingerprint(ssh_key::HashAlg::Sha256).to_string()];
+        let mut cas = vec![
+            self.signer
+                .public_key()
+                .fingerprint(ssh_key::HashAlg::Sha256)
+                .to_string(),
+        ];
         cas.extend(
             self.earlier_cas
                 .iter()
@@ -258,7 +267,10 @@ fn parse_prefix(prefix: &str, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, Opt
         return (None, None);
     }
     if let Ok(t) = DateTime::parse_from_rfc3339(words[0]) {
-        let host = words.get(1).filter(|h| !h.contains('[')).map(|h| h.to_string());
+        let host = words
+            .get(1)
+            .filter(|h| !h.contains('['))
+            .map(|h| h.to_string());
         return (Some(t.with_timezone(&Utc)), host);
     }
     if words.len() >= 3 {
@@ -268,7 +280,10 @@ fn parse_prefix(prefix: &str, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, Opt
             if t > now + TimeDelta::days(1) {
                 t = t.with_year(now.year() - 1).unwrap_or(t);
             }
-            let host = words.get(3).filter(|h| !h.contains('[')).map(|h| h.to_string());
+            let host = words
+                .get(3)
+                .filter(|h| !h.contains('['))
+                .map(|h| h.to_string());
             return (Some(t), host);
         }
     }
@@ -291,12 +306,16 @@ pub fn record_usage(
     };
     let mut by_request: BTreeMap<String, Vec<&Sighting>> = BTreeMap::new();
     for s in sightings {
-        let ours = s.ca.as_ref().is_none_or(|ca| cas.is_empty() || cas.contains(ca));
+        let ours =
+            s.ca.as_ref()
+                .is_none_or(|ca| cas.is_empty() || cas.contains(ca));
         let id = s
             .key_id
             .strip_prefix("jitca:")
             .and_then(|rest| rest.split(':').next())
-            .filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric()));
+            .filter(|id| {
+                !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
         match id {
             Some(id) if ours => by_request.entry(id.to_string()).or_default().push(s),
             _ => report.unmatched += 1,
@@ -361,7 +380,10 @@ pub fn record_usage(
                     let mut logins: Vec<&str> = matching.iter().map(|s| s.login.as_str()).collect();
                     logins.sort();
                     logins.dedup();
-                    logins.into_iter().map(|l| truncate(l, 64)).collect::<Vec<_>>()
+                    logins
+                        .into_iter()
+                        .map(|l| truncate(l, 64))
+                        .collect::<Vec<_>>()
                 });
             event.serial = Some(issuance.serial);
             event.source = source.map(str::to_string);

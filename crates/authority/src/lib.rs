@@ -15,11 +15,11 @@ mod revocation;
 
 pub use audit::{AuthFailure, parse_time};
 pub use error::AuthorityError;
+pub use governance::{Sighting, UsageReport, read_sshd_log, record_usage};
 pub use jitca_store::{
     Approval, AuditQuery, AuditRecord, ChainBreak, EventKind, Head, Issuance, Request, Review,
     ReviewOutcome, Revocation, State, Usage,
 };
-pub use governance::{Sighting, UsageReport, read_sshd_log, record_usage};
 pub use lifecycle::{
     Authority, Caller, Factor, ListFilter, NewRequest, Notice, Notify, Settings, grant_of,
 };

@@ -188,7 +188,12 @@ fn factor_text(r: &Request) -> String {
     if r.requester_mfa {
         who.push(format!("{} (request)", r.requester));
     }
-    who.extend(r.approvals.iter().filter(|a| a.mfa).map(|a| format!("{} (approval)", a.by)));
+    who.extend(
+        r.approvals
+            .iter()
+            .filter(|a| a.mfa)
+            .map(|a| format!("{} (approval)", a.by)),
+    );
     none_if_empty(who.join(", "))
 }
 
@@ -216,8 +221,12 @@ fn used_text(r: &Request) -> String {
         Some(u) => {
             let mut text = format!("{} login{}", u.logins, if u.logins == 1 { "" } else { "s" });
             match (u.first, u.last) {
-                (Some(first), Some(last)) if first == last => text += &format!(" at {}", time(first)),
-                (Some(first), Some(last)) => text += &format!(", {} to {}", time(first), time(last)),
+                (Some(first), Some(last)) if first == last => {
+                    text += &format!(" at {}", time(first))
+                }
+                (Some(first), Some(last)) => {
+                    text += &format!(", {} to {}", time(first), time(last))
+                }
                 _ => {}
             }
             if !u.hosts.is_empty() {
@@ -331,6 +340,36 @@ pub(crate) fn watch_line(r: &Request, now: DateTime<Utc>) -> String {
         r.approvals_needed,
         clean(&r.reason),
     )
+}
+
+/// What `usage` found: a summary line, then one line per grant with new logins.
+pub fn usage_report(report: &jitca_authority::UsageReport) -> String {
+    let mut out = format!(
+        "{} certificate login{} read: {} newly recorded on {} grant{}, {} recorded before, {} not from a grant of this CA\n",
+        report.certificate_logins,
+        if report.certificate_logins == 1 {
+            ""
+        } else {
+            "s"
+        },
+        report.certificate_logins - report.already_recorded - report.unmatched,
+        report.updated.len(),
+        if report.updated.len() == 1 { "" } else { "s" },
+        report.already_recorded,
+        report.unmatched,
+    );
+    for (id, usage) in &report.updated {
+        out += &format!(
+            "{id}  {} login{}{}\n",
+            usage.logins,
+            if usage.logins == 1 { "" } else { "s" },
+            match (usage.first, usage.last) {
+                (Some(first), Some(last)) => format!(", {} to {}", time(first), time(last)),
+                _ => String::new(),
+            }
+        );
+    }
+    out
 }
 
 /// The header of the audit table.

@@ -31,6 +31,9 @@ pub enum Command {
     Login(LoginArgs),
     /// Print what one host needs to trust jitca: a sh script to run as root there (or --format text).
     HostSetup(HostSetupArgs),
+    /// Record which grants were used, from an sshd log (daemon stopped; while it runs, auditors
+    /// send the log over the control channel: `ssh jitca usage --sshd-log - < FILE`).
+    Usage(UsageArgs),
     /// Print a shell completion script for SHELL on stdout.
     Completions(CompletionsArgs),
     /// Print the manual page (roff) on stdout, or write one page per command with --dir.
@@ -95,6 +98,17 @@ pub struct AuditArgs {
     /// One JSON object a line (the stored records, verbatim), for SIEM ingestion.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// The sshd log: syslog (auth.log, secure), journald/rsyslog ISO 8601, or `sshd -E`
+    /// output; `-` reads stdin. sshd logs certificate logins at LogLevel INFO and VERBOSE.
+    #[arg(long, value_name = "FILE")]
+    pub sshd_log: PathBuf,
+    /// The jitca config file (for the store's folder and the CA keys).
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

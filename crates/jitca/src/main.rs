@@ -5,6 +5,7 @@
 //! remembers, `jitca-signer` signs, `jitca-authority` runs the request lifecycle and
 //! `jitca-control` is the SSH server users talk to.
 
+mod alerts;
 mod audit;
 mod cli;
 mod dev;
@@ -13,6 +14,7 @@ mod host_setup;
 mod init;
 mod login;
 mod serve;
+mod usage;
 
 use std::process::ExitCode;
 
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => audit::run(args),
         Command::Login(args) => login::run(args),
         Command::HostSetup(args) => host_setup::run(args),
+        Command::Usage(args) => usage::run(args),
         Command::Completions(args) => generate::completions(args.shell),
         Command::Man(args) => generate::man(args.dir.as_deref()),
     };

@@ -76,6 +76,7 @@ async fn serve(
     let earlier_cas = config
         .previous_ca_public_keys()
         .map_err(|e| anyhow!("previous_ca_keys: {e}"))?;
+    let webhooks = crate::alerts::Webhooks::start(&config.notify);
     let authority = Arc::new(Authority::new(
         config.policy,
         Settings {
@@ -83,7 +84,9 @@ async fn serve(
             audit_log: config.audit_log.clone(),
             krl_path: config.krl_path.clone(),
             earlier_cas,
-            notify: None,
+            notify: webhooks
+                .clone()
+                .map(|w| w as Arc<dyn jitca_authority::Notify>),
         },
         store.clone(),
         signer,
@@ -141,6 +144,9 @@ async fn serve(
     .await
     .context("cannot record the daemon's stop in the audit log")?;
     tokio::task::spawn_blocking(move || jitca_store::Store::flush(store.as_ref())).await??;
+    if let Some(webhooks) = webhooks {
+        tokio::task::spawn_blocking(move || webhooks.drain()).await?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -560,7 +560,14 @@ fn validate(
         false,
         problems,
     );
-    let mfa_key = path_field_of(base, &root, "mfa_key", raw.mfa_key, DEFAULT_MFA_KEY, problems);
+    let mfa_key = path_field_of(
+        base,
+        &root,
+        "mfa_key",
+        raw.mfa_key,
+        DEFAULT_MFA_KEY,
+        problems,
+    );
     let notify = validate_notify(raw.notify.unwrap_or_default(), index, problems);
 
     let policy = Policy::new(
@@ -1128,7 +1135,10 @@ fn validate_rules(
         let reason_pattern = raw.reason_pattern.and_then(|pattern| {
             let path = path.key("reason_pattern");
             if pattern.is_empty() {
-                problems.at(&path, "is empty; give a regular expression such as ^(INC|CHG)-[0-9]+");
+                problems.at(
+                    &path,
+                    "is empty; give a regular expression such as ^(INC|CHG)-[0-9]+",
+                );
                 return None;
             }
             ReasonPattern::new(&pattern)
@@ -1146,7 +1156,10 @@ fn validate_rules(
             Some(other) => {
                 problems.at(
                     &path.key("review"),
-                    format_args!("{} is not a review setting; write required or optional", show(other)),
+                    format_args!(
+                        "{} is not a review setting; write required or optional",
+                        show(other)
+                    ),
                 );
                 false
             }
@@ -1157,7 +1170,10 @@ fn validate_rules(
             Some(other) => {
                 problems.at(
                     &path.key(name),
-                    format_args!("{} is not a second factor; write totp (or none)", show(other)),
+                    format_args!(
+                        "{} is not a second factor; write totp (or none)",
+                        show(other)
+                    ),
                 );
                 false
             }

@@ -4,13 +4,18 @@ const HELP: &str = "\
 jitca: temporary, approved SSH access. Run commands as `HINT COMMAND [ARGS]`.
 
   whoami                               who you are, what you may request and approve
-  request HOSTS --as LOGIN --for DURATION --reason TEXT [--no-wait]
+  request HOSTS --as LOGIN --for DURATION --reason TEXT [--no-wait] [--break-glass]
                                        ask for access; the public key to certify on stdin;
                                        waits for approval and prints the certificate
                                        (HOSTS and LOGIN may be comma-separated lists;
-                                       DURATION like 90s, 15m, 2h, 1d)
+                                       DURATION like 90s, 15m, 2h, 1d). --break-glass:
+                                       emergency access under a break_glass rule, issued
+                                       at once, alerted, and reviewed afterwards
   show ID [--json]                     everything about one request
-  list [--pending] [--mine] [--json]   requests you may see, newest first
+  list [--pending] [--mine] [--unreviewed] [--unused] [--json]
+                                       requests you may see, newest first; --unreviewed:
+                                       ended grants without a review (break-glass first);
+                                       --unused: grants never seen used in sshd logs
   approve ID                           approve a request (never your own)
   watch [--json]                       requests you may approve, as they come and go,
                                        until you close the connection
@@ -18,6 +23,10 @@ jitca: temporary, approved SSH access. Run commands as `HINT COMMAND [ARGS]`.
   get ID                               your issued certificate again, while it is valid
   done ID                              end your access early: the certificate is revoked
   revoke ID --reason TEXT              revoke a certificate (approvers of its rule, auditors)
+  review ID --outcome ok|concern --note TEXT
+                                       review an ended grant (approvers of its rule,
+                                       auditors; never the requester)
+  usage --sshd-log - < auth.log        record which grants sshd logged in (auditors)
   krl > FILE                           the current OpenSSH KRL (for RevokedKeys), binary
   ca-key                               the CA public key (for TrustedUserCAKeys)
   audit [--since T] [--until T] [--user U] [--host H] [--serial N] [--request ID] [--json]

@@ -10,8 +10,10 @@ mod help;
 mod krl;
 mod list;
 mod request;
+mod review;
 mod revoke;
 mod show;
+mod usage;
 mod watch;
 mod whoami;
 
@@ -112,6 +114,8 @@ async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
         "get" => get::run(ctx, args).await,
         "done" => done::run(ctx, args).await,
         "revoke" => revoke::run(ctx, args).await,
+        "review" => review::run(ctx, args).await,
+        "usage" => usage::run(ctx, args).await,
         "krl" => krl::run(ctx, args).await,
         "watch" => watch::run(ctx, args).await,
         "ca-key" => ca_key::run(ctx, args).await,
@@ -209,6 +213,8 @@ fn check_inner(line: &[u8]) -> Result<CheckedCommand, Failure> {
         "get" => grammar(&get::SPEC)?,
         "done" => grammar(&done::SPEC)?,
         "revoke" => checked.reason = Some(revoke::check(&args)?.1),
+        "review" => checked.reason = Some(review::check(&args)?.2),
+        "usage" => usage::check(&args)?,
         "krl" => grammar(&krl::SPEC)?,
         "watch" => grammar(&watch::SPEC)?,
         "ca-key" => grammar(&ca_key::SPEC)?,
@@ -273,6 +279,10 @@ mod tests {
             "get x",
             "done x",
             "revoke x --reason r",
+            "review x --outcome concern --note ran an unlisted command",
+            "usage --sshd-log -",
+            "list --unreviewed --unused",
+            "request web1 --as deploy --for 1h --reason INC-1 --break-glass",
             "krl",
             "watch",
             "ca-key",
@@ -293,5 +303,8 @@ mod tests {
         assert!(bad_host.message.contains("'*'"), "{bad_host}");
         assert_eq!(refusal("audit --serial x").status, 1);
         assert_eq!(refusal("revoke x --reason a\u{7}b").status, 1);
+        assert_eq!(refusal("review x --outcome fine --note n").status, 1);
+        assert_eq!(refusal("review x --outcome ok").status, 2);
+        assert_eq!(refusal("usage --sshd-log /var/log/auth.log").status, 1);
     }
 }

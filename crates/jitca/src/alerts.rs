@@ -1,0 +1,72 @@
+//! The daemon's notices to the config's `notify:` webhooks.
+
+use std::sync::Arc;
+
+use jitca_authority::{Notice, Notify, Request, State};
+use jitca_notify::{Alert, AlertKind, Notifier, Retry, Webhook};
+use jitca_policy::Hook;
+
+/// Hands the lifecycle's notices to the webhook workers; never blocks.
+pub struct Webhooks(Notifier);
+
+impl Webhooks {
+    /// Starts one delivery worker per webhook; `None` when the config lists none.
+    pub fn start(hooks: &[Hook]) -> Option<Arc<Self>> {
+        if hooks.is_empty() {
+            return None;
+        }
+        let hooks = hooks
+            .iter()
+            .map(|h| Webhook {
+                url: h.url.clone(),
+                // The config check allowed only known names.
+                events: h.events.iter().filter_map(|e| e.parse().ok()).collect(),
+            })
+            .collect();
+        Some(Arc::new(Self(Notifier::start(hooks, Retry::default()))))
+    }
+
+    /// On shutdown: gives queued alerts a few seconds to go out.
+    pub fn drain(&self) {
+        if !self.0.drain(std::time::Duration::from_secs(5)) {
+            tracing::warn!("stopped with webhook alerts still undelivered");
+        }
+    }
+}
+
+impl Notify for Webhooks {
+    fn notify(&self, notice: Notice, request: &Request, by: Option<&str>) {
+        let (event, outcome) = match notice {
+            Notice::RequestMade => (AlertKind::RequestMade, None),
+            Notice::Decided => (AlertKind::Decided, Some(request_outcome(request))),
+            Notice::BreakGlass => (AlertKind::BreakGlass, Some("issued")),
+            Notice::Revoked => (AlertKind::Revoked, Some("revoked")),
+            Notice::ReviewDue => (AlertKind::ReviewDue, None),
+        };
+        self.0.send(Alert {
+            event,
+            id: request.id.clone(),
+            requester: request.requester.clone(),
+            rule: request.rule.clone(),
+            hosts: request.hosts.clone(),
+            logins: request.logins.clone(),
+            duration_secs: request.duration_secs,
+            reason: request.reason.clone(),
+            by: by.map(str::to_string),
+            outcome: outcome.map(str::to_string),
+            serial: request.issuance().map(|i| i.serial),
+            break_glass: request.break_glass,
+            at: chrono::Utc::now(),
+        });
+    }
+}
+
+fn request_outcome(request: &Request) -> &'static str {
+    match request.state {
+        State::Issued(_) => "issued",
+        State::Denied { .. } => "denied",
+        State::Lapsed { .. } => "lapsed",
+        State::Revoked { .. } => "revoked",
+        State::Pending => "pending",
+    }
+}
