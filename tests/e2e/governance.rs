@@ -350,7 +350,7 @@ fn usage_read_from_a_real_sshd_log_marks_exactly_the_grants_that_logged_in() {
                 .to_string()
         })
         .collect();
-    assert_eq!(ids, [unused.clone()]);
+    assert_eq!(ids, [unused]);
 
     // The same log again counts nothing twice.
     let again = ca.ssh(&team.ivy, "usage --sshd-log -", Some(log.as_bytes()));

@@ -98,8 +98,7 @@ impl Authority {
         now: DateTime<Utc>,
     ) -> Result<(), AuthorityError> {
         let request = &current.request;
-        if !request.deadline().is_some_and(|d| now >= d)
-            || !matches!(request.state, State::Issued(_))
+        if request.deadline().is_none_or(|d| now < d) || !matches!(request.state, State::Issued(_))
         {
             return Ok(());
         }
@@ -401,4 +400,82 @@ pub fn record_usage(
         }
     }
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INFO: &str = "Accepted publickey for root from 127.0.0.1 port 40162 ssh2: \
+        ED25519-CERT SHA256:AbCd ID jitca:r7k2m9x4ab:alice:approvers=bob (serial 12) \
+        CA ED25519 SHA256:CaFp";
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-30T12:00:00Z".parse().unwrap()
+    }
+
+    fn read(text: &str) -> Vec<Sighting> {
+        read_sshd_log(&mut text.as_bytes(), now()).unwrap()
+    }
+
+    #[test]
+    fn certificate_logins_are_read_from_every_log_format() {
+        // sshd -E / -e: no time, no host.
+        let plain = read(&format!("{INFO}\n"));
+        assert_eq!(plain.len(), 1);
+        let s = &plain[0];
+        assert_eq!(s.key_id, "jitca:r7k2m9x4ab:alice:approvers=bob");
+        assert_eq!(s.serial, 12);
+        assert_eq!(s.ca.as_deref(), Some("SHA256:CaFp"));
+        assert_eq!(s.login, "root");
+        assert_eq!((s.at, s.host.as_deref()), (None, None));
+
+        // Classic syslog: no year; the latest year not in the future.
+        let syslog = read(&format!("Nov 30 11:58:01 web1 sshd[812]: {INFO}\n"));
+        assert_eq!(syslog[0].at, Some("2026-11-30T11:58:01Z".parse().unwrap()));
+        assert_eq!(syslog[0].host.as_deref(), Some("web1"));
+        let december = read(&format!("Dec 31 23:00:00 web1 sshd[812]: {INFO}\n"));
+        assert_eq!(
+            december[0].at,
+            Some("2025-12-31T23:00:00Z".parse().unwrap())
+        );
+
+        // rsyslog / journalctl -o short-iso.
+        let iso = read(&format!(
+            "2026-11-30T12:58:01.123456+01:00 web2 sshd[9]: {INFO}\r\n"
+        ));
+        assert_eq!(
+            iso[0].at,
+            Some("2026-11-30T11:58:01.123456Z".parse().unwrap())
+        );
+        assert_eq!(iso[0].host.as_deref(), Some("web2"));
+    }
+
+    #[test]
+    fn other_lines_are_skipped() {
+        let log = "\
+Accepted publickey for root from 127.0.0.1 port 1 ssh2: ED25519 SHA256:AbCd
+Failed publickey for root from 127.0.0.1 port 1 ssh2: ED25519-CERT SHA256:AbCd ID x (serial 1) CA ED25519 SHA256:c
+Accepted publickey for root from 127.0.0.1 port 1 ssh2: ED25519-CERT SHA256:AbCd ID x (serial nope) CA ED25519 SHA256:c
+Accepted password for root from 127.0.0.1 port 1 ssh2
+Server listening on 0.0.0.0 port 22.
+";
+        assert!(read(log).is_empty());
+        // Not UTF-8 and overlong lines do not stop the read.
+        let mut bytes = b"\xff\xfe garbage\n".to_vec();
+        bytes.extend(vec![b'x'; MAX_LOG_LINE + 1]);
+        bytes.push(b'\n');
+        bytes.extend(format!("{INFO}\n").as_bytes());
+        let found = read_sshd_log(&mut bytes.as_slice(), now()).unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].line, 3);
+    }
+
+    #[test]
+    fn the_same_line_has_the_same_digest() {
+        let twice = read(&format!("{INFO}\n{INFO}\n"));
+        assert_eq!(twice[0].digest, twice[1].digest);
+        let other = read(&format!("{}\n", INFO.replace("40162", "40163")));
+        assert_ne!(twice[0].digest, other[0].digest);
+    }
 }

@@ -125,6 +125,8 @@ pub struct Authority {
     auth_failures: Mutex<AuthFailureLimiter>,
     changes: broadcast::Sender<String>,
     notify: Option<Arc<dyn Notify>>,
+    /// Second factors: the sealing key and the wrong-code limits (`crate::mfa`).
+    pub(crate) mfa: crate::mfa::MfaState,
 }
 
 impl Authority {
@@ -153,6 +155,7 @@ impl Authority {
             auth_failures: Mutex::new(AuthFailureLimiter::new()),
             changes,
             notify: settings.notify,
+            mfa: crate::mfa::MfaState::default(),
         })
     }
 
@@ -440,11 +443,7 @@ impl Authority {
         for request in self.store.due(now)? {
             let current = self.find(&request.id)?;
             match &current.request.state {
-                State::Pending => {
-                    if self.lapse(&current, now)? {
-                        lapsed += 1;
-                    }
-                }
+                State::Pending if self.lapse(&current, now)? => lapsed += 1,
                 State::Issued(_) => self.announce_review_due(&current, now)?,
                 _ => {}
             }

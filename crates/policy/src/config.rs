@@ -1193,7 +1193,7 @@ fn validate_rules(
             host_groups: raw.hosts,
             logins: raw.logins,
             max_duration,
-            approvals: approvals,
+            approvals,
             approvers: raw.approvers,
             extensions,
             critical_options,
@@ -1913,6 +1913,87 @@ rules:
             "logins: [deploy]",
             "logins: [deploy, deploy]",
             "/etc/jitca/jitca.yaml:20: rules[0].logins[1]: login deploy is listed twice",
+        );
+    }
+
+    #[test]
+    fn governance_settings_of_a_rule() {
+        let text = good().replacen(
+            "    approvers: [sre]\n",
+            "    approvers: [sre]\n    reason_pattern: \"^(INC|CHG)-[0-9]+\"\n    review: required\n    \
+             requester_mfa: totp\n    approver_mfa: totp\n  - name: glass\n    requesters: [dev]\n    \
+             hosts: [web]\n    logins: [deploy]\n    max_duration: 1h\n    break_glass: true\n    \
+             approvers: [sre]\noperators: [sre]\nnotify:\n  - url: https://hooks.example.com/T1/B2\n    \
+             events: [break_glass, review_due]\n",
+            1,
+        );
+        let config = parse(&text, file()).unwrap();
+        let rule = config.policy.rule("dev-web").unwrap();
+        let pattern = rule.reason_pattern.as_ref().unwrap();
+        assert!(pattern.is_match("INC-42 disk full"));
+        assert!(!pattern.is_match("disk full INC-42"));
+        assert!(rule.review_required && rule.requester_mfa && rule.approver_mfa);
+        assert!(!rule.break_glass);
+        let glass = config.policy.rule("glass").unwrap();
+        // Break-glass: no approvals, and always reviewed.
+        assert!(glass.break_glass && glass.review_required);
+        assert_eq!(glass.approvals, 0);
+        assert!(config.policy.is_operator("carol"));
+        assert!(!config.policy.is_operator("alice"));
+        assert_eq!(config.mfa_key, Path::new("/etc/jitca/mfa.key"));
+        assert_eq!(config.notify.len(), 1);
+        assert_eq!(config.notify[0].events, ["break_glass", "review_due"]);
+    }
+
+    #[test]
+    fn governance_mistakes_are_named() {
+        let at = "/etc/jitca/jitca.yaml:23: rules[0].";
+        let max_at = "/etc/jitca/jitca.yaml:21: rules[0].";
+        one_error(
+            "    approvers: [sre]\n",
+            "    approvers: [sre]\n    reason_pattern: \"(INC\"\n",
+            &format!("{at}reason_pattern: \"(INC\" is not a regular expression: unclosed group"),
+        );
+        one_error(
+            "    approvers: [sre]\n",
+            "    approvers: [sre]\n    review: sometimes\n",
+            &format!(
+                "{at}review: \"sometimes\" is not a review setting; write required or optional"
+            ),
+        );
+        one_error(
+            "    approvers: [sre]\n",
+            "    approvers: [sre]\n    approver_mfa: sms\n",
+            &format!("{at}approver_mfa: \"sms\" is not a second factor; write totp (or none)"),
+        );
+        one_error(
+            "    approvers: [sre]\n",
+            "    approvers: [sre]\n    break_glass: true\n    approvals: 1\n",
+            &format!(
+                "/etc/jitca/jitca.yaml:24: rules[0].approvals: is 1, but a break_glass rule issues at once without approval; \
+                 remove approvals (its approvers review each use afterwards)"
+            ),
+        );
+        one_error(
+            "    max_duration: 2h\n",
+            "    max_duration: 5h\n    break_glass: true\n",
+            &format!("{max_at}max_duration: 5h is longer than the most jitca allows (4h)"),
+        );
+        one_error(
+            "auditors: [audit]\n",
+            "auditors: [audit]\nnotify:\n  - url: ftp://hooks.example.com/x\n",
+            "/etc/jitca/jitca.yaml:25: notify[0].url: must start with https:// (or http://)",
+        );
+        one_error(
+            "auditors: [audit]\n",
+            "auditors: [audit]\nnotify:\n  - url: https://hooks.example.com/x\n    events: [everything]\n",
+            "/etc/jitca/jitca.yaml:26: notify[0].events[0]: unknown event \"everything\"; known: \
+             request_made, decided, break_glass, revoked, review_due",
+        );
+        one_error(
+            "auditors: [audit]\n",
+            "auditors: [audit]\noperators: [ops]\n",
+            "/etc/jitca/jitca.yaml:24: operators[0]: group ops does not exist (no user lists it in groups)",
         );
     }
 
