@@ -11,6 +11,7 @@ pub mod audit;
 mod error;
 pub mod governance;
 mod lifecycle;
+pub mod mfa;
 mod revocation;
 
 pub use audit::{AuthFailure, parse_time};

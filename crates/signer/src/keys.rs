@@ -119,10 +119,7 @@ pub(crate) fn read_private_key(path: &Path) -> Result<PrivateKey, SignerError> {
 
 /// Opens a file holding a secret once [`check_private_file`] passes, and checks the file it
 /// opened again (so a file swapped in between is not read).
-pub(crate) fn open_private_file(
-    path: &Path,
-    what: &'static str,
-) -> Result<std::fs::File, SignerError> {
+pub fn open_private_file(path: &Path, what: &'static str) -> Result<std::fs::File, SignerError> {
     check_private_file(path, what)?;
     let shown = path.display().to_string();
     let file = std::fs::File::open(path).map_err(|source| SignerError::Read {

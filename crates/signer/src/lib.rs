@@ -15,7 +15,8 @@ mod source;
 
 pub use agent::AGENT_TIMEOUT;
 pub use keys::{
-    check_private_file, check_subject_key, generate_ed25519, load_private_key, write_private_key,
+    check_private_file, check_subject_key, generate_ed25519, load_private_key, open_private_file,
+    write_private_key,
 };
 pub use source::{CREDENTIALS_DIRECTORY, CaKeySource, Passphrase};
 
