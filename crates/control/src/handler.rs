@@ -4,11 +4,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use jitca_authority::{AuthFailure, Authority, Caller};
+use jitca_authority::{AuthFailure, Authority, Caller, Factor};
 use russh::server::{
-    Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Session, VerifiedPublicKey,
+    Auth, ChannelOpenHandle, Handler, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
 };
-use russh::{Channel, ChannelId, Pty};
+use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty};
 
 use crate::channel;
 use crate::gate::{Activity, Gate, Session as Held};
@@ -17,8 +17,11 @@ pub(crate) struct Connection {
     authority: Arc<Authority>,
     peer: SocketAddr,
     hint: Arc<str>,
-    /// Set once public-key authentication succeeds.
+    /// Set once authentication succeeds.
     caller: Option<Caller>,
+    /// A person identified by their key who has a second factor: the one-time code is asked
+    /// next (keyboard-interactive), and the connection is authenticated whatever the answer.
+    awaiting_code: Option<String>,
     /// What an unauthenticated peer tried, for the audit record if it never succeeds.
     tried: Option<AuthFailure>,
     gate: Arc<Gate>,
@@ -46,6 +49,7 @@ impl Connection {
             peer,
             hint,
             caller: None,
+            awaiting_code: None,
             tried: None,
             gate,
             authenticated,
@@ -69,7 +73,37 @@ impl Connection {
             .identify(key)
             .map(|user| user.name.clone())
     }
+
+    /// Authentication succeeded: `user`, with what their second factor proved.
+    fn authenticated(&mut self, user: String, factor: Factor) -> Auth {
+        tracing::debug!(peer = %self.peer, %user, ?factor, "authenticated");
+        self.awaiting_code = None;
+        self.held = Some(self.gate.session(&user));
+        self.authenticated.notify_one();
+        self.caller = Some(Caller {
+            user,
+            source: crate::server::peer_text(self.peer),
+            factor,
+        });
+        Auth::Accept
+    }
 }
+
+/// The keyboard-interactive prompt for the one-time code.
+fn code_prompt(user: &str) -> Auth {
+    Auth::Partial {
+        name: "jitca".into(),
+        instructions: "".into(),
+        prompts: vec![(
+            format!("jitca one-time code for {user} (empty to skip): ").into(),
+            false,
+        )]
+        .into(),
+    }
+}
+
+/// The longest answer to the code prompt looked at (a code is six digits).
+const MAX_ANSWER: usize = 64;
 
 impl Handler for Connection {
     type Error = russh::Error;
@@ -109,21 +143,66 @@ impl Handler for Connection {
     ) -> Result<Auth, Self::Error> {
         match self.known(key.public_key) {
             Some(user) => {
-                tracing::debug!(peer = %self.peer, %user, "authenticated");
-                self.held = Some(self.gate.session(&user));
-                self.authenticated.notify_one();
-                self.caller = Some(Caller {
-                    user,
-                    source: crate::server::peer_text(self.peer),
-                    factor: jitca_authority::Factor::NotEnrolled,
+                // A failed read only means no code is asked: the factor is then not proved.
+                let active = self.authority.mfa_active(&user).unwrap_or_else(|e| {
+                    tracing::error!(%user, error = %e, "cannot read a second factor");
+                    false
                 });
-                Ok(Auth::Accept)
+                if !active {
+                    return Ok(self.authenticated(user, Factor::NotEnrolled));
+                }
+                // The key is right; the code comes next. Partial success, so OpenSSH asks it.
+                tracing::debug!(peer = %self.peer, %user, "key accepted, asking the one-time code");
+                self.awaiting_code = Some(user);
+                Ok(Auth::Reject {
+                    proceed_with_methods: Some(MethodSet::from(
+                        &[MethodKind::KeyboardInteractive][..],
+                    )),
+                    partial_success: true,
+                })
             }
             None => {
                 tracing::info!(peer = %self.peer, "refused an unknown key");
                 Ok(Auth::reject())
             }
         }
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        // Only ever a second step, after a key that names someone with a second factor.
+        let Some(who) = self.awaiting_code.clone() else {
+            self.attempt(user);
+            return Ok(Auth::reject());
+        };
+        let Some(mut response) = response else {
+            return Ok(code_prompt(&who));
+        };
+        let answer: String = response
+            .next()
+            .map(|bytes| {
+                String::from_utf8_lossy(&bytes)
+                    .chars()
+                    .take(MAX_ANSWER)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let authority = self.authority.clone();
+        let source = crate::server::peer_text(self.peer);
+        let checked = who.clone();
+        let factor =
+            tokio::task::spawn_blocking(move || authority.mfa_check(&checked, &source, &answer))
+                .await
+                .unwrap_or_else(|_| {
+                    Factor::Failed("the one-time code could not be checked".into())
+                });
+        // Accepted whatever the answer: the key alone authenticates; the factor only gates
+        // the rules that ask for it, whose refusal then says why in one line.
+        Ok(self.authenticated(who, factor))
     }
 
     async fn channel_open_session(

@@ -33,6 +33,12 @@ jitca: temporary, approved SSH access. Run commands as `HINT COMMAND [ARGS]`.
                                        the audit log (auditors); T like 2026-11-29, an
                                        RFC 3339 time, or a duration ago (2h)
   audit verify                         check the audit log's hash chain end to end
+  mfa enroll                           a second factor (TOTP app): prints an otpauth://
+                                       URI to scan; rules with requester_mfa/approver_mfa
+                                       then take the one-time code ssh asks for
+  mfa confirm CODE                     put it in force with the code the app shows
+  mfa status                           your second factor: none, unconfirmed, active
+  mfa reset USER                       remove someone's second factor (operators)
   help                                 this text
 
 Exit status: 0 success, 1 refused (the reason on stderr), 2 usage error.

@@ -9,6 +9,7 @@ mod get;
 mod help;
 mod krl;
 mod list;
+mod mfa;
 mod request;
 mod review;
 mod revoke;
@@ -88,7 +89,7 @@ pub(crate) async fn dispatch(ctx: &mut Ctx, line: &[u8]) -> u32 {
         Err(Failure::Usage(m)) => (2, m),
     };
     tracing::info!(user = %ctx.caller.user, status, message = %message.escape_debug(), "command refused");
-    let text = String::from_utf8_lossy(line).into_owned();
+    let text = mfa::recorded_line(String::from_utf8_lossy(line).into_owned());
     let recorded = message.clone();
     if let Err(Failure::Refused(e)) = ctx
         .call(move |a, c| a.record_refusal(c, &text, &recorded))
@@ -119,6 +120,7 @@ async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
         "krl" => krl::run(ctx, args).await,
         "watch" => watch::run(ctx, args).await,
         "ca-key" => ca_key::run(ctx, args).await,
+        "mfa" => mfa::run(ctx, args).await,
         "help" | "--help" => help::run(ctx, args).await,
         other => Err(unknown_command(other)),
     }
@@ -218,6 +220,7 @@ fn check_inner(line: &[u8]) -> Result<CheckedCommand, Failure> {
         "krl" => grammar(&krl::SPEC)?,
         "watch" => grammar(&watch::SPEC)?,
         "ca-key" => grammar(&ca_key::SPEC)?,
+        "mfa" => mfa::check(&args)?,
         "help" | "--help" => {}
         other => return Err(unknown_command(other)),
     }
@@ -286,6 +289,10 @@ mod tests {
             "krl",
             "watch",
             "ca-key",
+            "mfa enroll",
+            "mfa confirm 123456",
+            "mfa status",
+            "mfa reset alice",
             "help anything at all",
             "--help",
         ] {
