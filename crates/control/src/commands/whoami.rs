@@ -29,17 +29,40 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
         let _ = writeln!(text, "  nothing");
     }
     for rule in requestable {
+        let mut conditions = Vec::new();
+        if let Some(pattern) = &rule.reason_pattern {
+            conditions.push(format!(
+                "reason matching {}",
+                crate::render::clean(pattern.as_str())
+            ));
+        }
+        if rule.requester_mfa {
+            conditions.push("a one-time code".to_string());
+        }
+        if rule.approver_mfa {
+            conditions.push("approvers give a one-time code".to_string());
+        }
+        if rule.review_required {
+            conditions.push("reviewed after".to_string());
+        }
         let _ = writeln!(
             text,
-            "  {}: {} on {} for up to {}, {}",
+            "  {}: {} on {} for up to {}, {}{}",
             rule.name,
             rule.logins.join(","),
             policy.hosts_of_rule(rule).join(","),
             format_duration(rule.max_duration),
             match rule.approvals {
+                _ if rule.break_glass =>
+                    "BREAK-GLASS: issued at once with --break-glass, alerted".to_string(),
                 0 => "no approval needed".to_string(),
                 1 => format!("1 approval from {}", rule.approvers.join(",")),
                 n => format!("{n} approvals from {}", rule.approvers.join(",")),
+            },
+            if conditions.is_empty() {
+                String::new()
+            } else {
+                format!("; {}", conditions.join(", "))
             }
         );
     }
@@ -60,6 +83,9 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     }
     if policy.is_auditor(name) {
         let _ = writeln!(text, "auditor  yes");
+    }
+    if policy.is_operator(name) {
+        let _ = writeln!(text, "operator yes");
     }
     ctx.out.stdout(text).await;
     Ok(())
