@@ -11,6 +11,7 @@ mod harness;
 mod host_setup;
 mod lifecycle;
 mod login;
+mod mfa;
 mod quickstart;
 mod refusals;
 mod revocation;

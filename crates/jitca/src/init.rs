@@ -10,6 +10,8 @@ use anyhow::{Context, Result, bail};
 pub const CA_KEY: &str = "ca";
 pub const HOST_KEY: &str = "host_ed25519";
 pub const CONFIG: &str = "jitca.yaml";
+/// The key that seals second-factor secrets in the store (the config's default `mfa_key`).
+pub const MFA_KEY: &str = "mfa.key";
 
 pub fn run(dir: &Path) -> Result<()> {
     create_keys(dir)?;
@@ -18,6 +20,9 @@ pub fn run(dir: &Path) -> Result<()> {
     println!("  {CA_KEY}            CA private key (keep it secret, back it up)");
     println!("  {CA_KEY}.pub        CA public key, for TrustedUserCAKeys on every host");
     println!("  {HOST_KEY}  host key of the control channel (+ .pub)");
+    println!(
+        "  {MFA_KEY}       key sealing second-factor secrets (back it up, apart from the data)"
+    );
     println!("  {CONFIG}    config: add users, host groups and rules, then");
     println!(
         "              jitca check --config {}",
@@ -29,6 +34,12 @@ pub fn run(dir: &Path) -> Result<()> {
 /// Creates `dir` if needed and the CA and host keys in it; refuses if any exists.
 pub fn create_keys(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    if dir.join(MFA_KEY).exists() {
+        bail!(
+            "{} exists already; refusing to overwrite it",
+            dir.join(MFA_KEY).display()
+        );
+    }
     for name in [CA_KEY, HOST_KEY, CONFIG] {
         for file in [name.to_string(), format!("{name}.pub")] {
             if dir.join(&file).exists() {
@@ -43,6 +54,7 @@ pub fn create_keys(dir: &Path) -> Result<()> {
     jitca_signer::write_private_key(&dir.join(CA_KEY), &ca)?;
     let host = jitca_signer::generate_ed25519("jitca-host")?;
     jitca_signer::write_private_key(&dir.join(HOST_KEY), &host)?;
+    jitca_authority::mfa::create_key_file(&dir.join(MFA_KEY)).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 

@@ -91,6 +91,9 @@ async fn serve(
         store.clone(),
         signer,
     )?);
+    // Second factors: the key that seals their secrets, checked like the CA key if it exists
+    // (made at the first enrolment otherwise).
+    authority.use_mfa_key(&config.mfa_key)?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
