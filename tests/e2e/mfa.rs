@@ -26,11 +26,20 @@ fn config(team: &Team) -> String {
         + "operators: [sre]\n"
 }
 
-/// A script printing `answer`, for `SSH_ASKPASS`.
+/// A script printing `answer`, for `SSH_ASKPASS`; it keeps the prompt it was given in
+/// `last-prompt` beside it.
 fn askpass(dir: &Path, answer: &str) -> PathBuf {
     let n = std::fs::read_dir(dir).unwrap().count();
     let path = dir.join(format!("askpass-{n}.sh"));
-    std::fs::write(&path, format!("#!/bin/sh\nprintf '%s\\n' '{answer}'\n")).unwrap();
+    let prompt = dir.join("last-prompt");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > '{}'\nprintf '%s\\n' '{answer}'\n",
+            prompt.display()
+        ),
+    )
+    .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
     path
 }
@@ -149,6 +158,12 @@ fn requests_and_approvals_on_mfa_rules_need_a_fresh_code() {
             .ok()
             .stdout
             .starts_with("active since ")
+    );
+    let prompt = std::fs::read_to_string(ca.dir.path().join("askpass/last-prompt")).unwrap();
+    // OpenSSH puts "(jitca@127.0.0.1) " before a keyboard-interactive prompt.
+    assert!(
+        prompt.ends_with(") jitca one-time code for alice (empty to skip): "),
+        "{prompt:?}"
     );
     ssh_code(&ca, &team.alice, "", "mfa enroll", None)
         .refused("you have a second factor already; an operator can reset it: mfa reset alice");
