@@ -220,6 +220,18 @@ pub fn read_sshd_log(log: &mut dyn BufRead, now: DateTime<Utc>) -> std::io::Resu
 fn parse_line(line: &str, number: usize, now: DateTime<Utc>) -> Option<Sighting> {
     let start = line.find("Accepted publickey for ")?;
     let (prefix, message) = line.split_at(start);
+    // sshd's own message starts the line (`sshd -e`) or follows its syslog tag (`sshd[812]: `,
+    // `sshd-session[812]: `). Anywhere else it is text someone else got logged, such as a
+    // user name in "Invalid user ...": never counted.
+    let tag = prefix.trim_end();
+    if !tag.is_empty()
+        && !tag
+            .rsplit(' ')
+            .next()
+            .is_some_and(|t| t.starts_with("sshd") && t.ends_with(':'))
+    {
+        return None;
+    }
     let rest = &message["Accepted publickey for ".len()..];
     let (login, rest) = rest.split_once(" from ")?;
     let (_, info) = rest.split_once(" ssh2: ")?;
@@ -432,6 +444,8 @@ mod tests {
 
         // Classic syslog: no year; the latest year not in the future.
         let syslog = read(&format!("Nov 30 11:58:01 web1 sshd[812]: {INFO}\n"));
+        let session = read(&format!("Nov 30 11:58:01 web1 sshd-session[812]: {INFO}\n"));
+        assert_eq!(session.len(), 1);
         assert_eq!(syslog[0].at, Some("2026-11-30T11:58:01Z".parse().unwrap()));
         assert_eq!(syslog[0].host.as_deref(), Some("web1"));
         let december = read(&format!("Dec 31 23:00:00 web1 sshd[812]: {INFO}\n"));
@@ -459,6 +473,8 @@ Failed publickey for root from 127.0.0.1 port 1 ssh2: ED25519-CERT SHA256:AbCd I
 Accepted publickey for root from 127.0.0.1 port 1 ssh2: ED25519-CERT SHA256:AbCd ID x (serial nope) CA ED25519 SHA256:c
 Accepted password for root from 127.0.0.1 port 1 ssh2
 Server listening on 0.0.0.0 port 22.
+Nov 30 11:58:01 web1 sshd[812]: Invalid user Accepted publickey for root from 1.2.3.4 port 1 ssh2: ED25519-CERT SHA256:x ID jitca:r7k2m9x4ab:alice:approvers=bob (serial 12) CA ED25519 SHA256:CaFp
+Nov 30 11:58:01 web1 cron[9]: Accepted publickey for root from 1.2.3.4 port 1 ssh2: ED25519-CERT SHA256:x ID jitca:r7k2m9x4ab:alice:approvers=bob (serial 12) CA ED25519 SHA256:CaFp
 ";
         assert!(read(log).is_empty());
         // Not UTF-8 and overlong lines do not stop the read.
