@@ -21,11 +21,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
     };
     let config = load(&config_path, KeyCheck::Full)?;
     let listen = args.listen.unwrap_or(config.listen);
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(serve(config, listen, args.dev.then_some(args.dir)))
+        .context("cannot start the async runtime")?;
+    // The daemon runs as a task on the runtime's worker threads. `block_on` would poll it on
+    // this thread instead: every accepted connection then cost two thread hand-offs (a worker
+    // waking this thread for the accept, this thread waking a worker for the new task).
+    let daemon = runtime.spawn(serve(config, listen, args.dev.then_some(args.dir)));
+    match runtime.block_on(daemon) {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(anyhow!("the daemon's task ended unexpectedly: {e}")),
+    }
 }
 
 fn init_logging() {

@@ -15,6 +15,8 @@ use crate::{KrlState, Request, Store, StoreError, Swap, Versioned};
 const SERIAL_KEY: &[u8] = b"serial";
 const HEAD_KEY: &[u8] = b"audit_head";
 const KRL_KEY: &[u8] = b"krl";
+/// Serials reserved in the store at a time (see [`SledStore::next_serial`]).
+const SERIAL_BLOCK: u64 = 1024;
 /// Set once the `pending` tree lists every pending request (stores made before it existed get
 /// it built when opened).
 const PENDING_INDEXED_KEY: &[u8] = b"pending_indexed";
@@ -22,10 +24,11 @@ const PENDING_INDEXED_KEY: &[u8] = b"pending_indexed";
 /// The store on a local sled database. One process at a time: sled locks its folder.
 pub struct SledStore {
     db: sled::Db,
-    /// One serial taken at a time. sled's compare-and-swap waits for a transaction in progress
-    /// by spinning (`sched_yield`); with 32 issuances at once the spinning took a quarter of
-    /// the daemon's CPU (docs/benchmarks.md). Waiters here sleep instead.
-    serial: std::sync::Mutex<()>,
+    /// The serials reserved in the store and not yet handed out, taken one at a time. sled's
+    /// compare-and-swap waits for a transaction in progress by spinning (`sched_yield`); with
+    /// 32 issuances at once the spinning took a quarter of the daemon's CPU
+    /// (docs/benchmarks.md). Waiters here sleep instead.
+    serials: std::sync::Mutex<Reserved>,
     requests: sled::Tree,
     /// The pending requests: id -> deadline (`lapses_at` in microseconds, big-endian), kept
     /// with every change of a request, so the sweeper reads only those past their deadline.
@@ -35,6 +38,14 @@ pub struct SledStore {
     pub(crate) index: sled::Tree,
     /// Second factors by user name (`crate::mfa`).
     pub(crate) mfa: sled::Tree,
+}
+
+/// Serials `next..=last` are reserved in the store and not handed out yet (none when `next`
+/// is 0, as at start, or past `last`).
+#[derive(Default)]
+struct Reserved {
+    next: u64,
+    last: u64,
 }
 
 pub(crate) fn io(e: sled::Error) -> StoreError {
@@ -200,7 +211,7 @@ impl SledStore {
             index: tree("audit_index")?,
             mfa: tree("mfa")?,
             db,
-            serial: std::sync::Mutex::new(()),
+            serials: std::sync::Mutex::new(Reserved::default()),
         };
         store.index_pending()?;
         Ok(store)
@@ -237,6 +248,35 @@ impl SledStore {
         (&self.meta, &self.audit, &self.index)
             .transaction(|(meta, audit, index)| append(meta, audit, index, events, now))
             .map_err(|e| tx_error(e, "-"))
+    }
+
+    /// Reserves the next block of serials: moves the counter in `meta` up by at most
+    /// [`SERIAL_BLOCK`] and returns the serials between. Never 0; exhausted at `u64::MAX`.
+    fn reserve_serials(&self) -> Result<Reserved, StoreError> {
+        let mut next = None;
+        let value = self
+            .meta
+            .update_and_fetch(SERIAL_KEY, |old| {
+                let last = old
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes)
+                    .unwrap_or(0);
+                next = last.checked_add(1);
+                match next {
+                    Some(_) => Some(last.saturating_add(SERIAL_BLOCK).to_be_bytes().to_vec()),
+                    None => old.map(<[u8]>::to_vec),
+                }
+            })
+            .map_err(io)?;
+        let next = next.ok_or(StoreError::SerialsExhausted)?;
+        let bytes = value.ok_or(StoreError::SerialsExhausted)?;
+        let last = <[u8; 8]>::try_from(bytes.as_ref())
+            .map(u64::from_be_bytes)
+            .map_err(|_| StoreError::Corrupt {
+                key: "serial".into(),
+                reason: "not an 8-byte counter".into(),
+            })?;
+        Ok(Reserved { next, last })
     }
 
     fn record_at(&self, seq: u64) -> Result<Option<AuditRecord>, StoreError> {
@@ -401,36 +441,25 @@ impl Store for SledStore {
         }
     }
 
+    /// The counter in `meta` holds the last serial reserved, not the last one used: serials
+    /// are reserved [`SERIAL_BLOCK`] at a time and handed out from memory. A write of the
+    /// counter for every issuance cost sled a log buffer of its own before the issuance's
+    /// transaction (sled writes what is pending before a transaction starts): one more
+    /// `pwrite`, `sync_file_range` and wake-up of its IO threads per certificate
+    /// (docs/bench-notes-cpu.md). The reservation is written to the log before any
+    /// certificate with one of its serials is stored, and sled recovers a prefix of its log,
+    /// so the flush that makes a certificate durable makes its reservation durable too: after
+    /// a restart or a crash the counter starts past every serial that may have left. Serials
+    /// left unused at a restart are skipped: they stay unique, not dense (docs/design.md).
     fn next_serial(&self) -> Result<u64, StoreError> {
-        // A poisoned lock guards nothing: the counter itself is sled's.
-        let _one = self.serial.lock().unwrap_or_else(|e| e.into_inner());
-        let mut exhausted = false;
-        let value = self
-            .meta
-            .update_and_fetch(SERIAL_KEY, |old| {
-                let last = old
-                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(0);
-                match last.checked_add(1) {
-                    Some(next) => Some(next.to_be_bytes().to_vec()),
-                    None => {
-                        exhausted = true;
-                        old.map(<[u8]>::to_vec)
-                    }
-                }
-            })
-            .map_err(io)?;
-        if exhausted {
-            return Err(StoreError::SerialsExhausted);
+        // A poisoned lock guards nothing lost: at worst a reserved serial is skipped.
+        let mut reserved = self.serials.lock().unwrap_or_else(|e| e.into_inner());
+        if reserved.next == 0 || reserved.next > reserved.last {
+            *reserved = self.reserve_serials()?;
         }
-        let bytes = value.ok_or(StoreError::SerialsExhausted)?;
-        let serial = <[u8; 8]>::try_from(bytes.as_ref())
-            .map(u64::from_be_bytes)
-            .map_err(|_| StoreError::Corrupt {
-                key: "serial".into(),
-                reason: "not an 8-byte counter".into(),
-            })?;
+        let serial = reserved.next;
+        // Past u64::MAX nothing is reserved: the next call finds the counter exhausted.
+        reserved.next = serial.checked_add(1).unwrap_or(0);
         Ok(serial)
     }
 
@@ -651,8 +680,39 @@ mod tests {
         }
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.request("a").unwrap().unwrap().request, request("a"));
-        assert_eq!(store.next_serial().unwrap(), 3);
+        // Past the block reserved before: unique, not dense.
+        assert_eq!(store.next_serial().unwrap(), SERIAL_BLOCK + 1);
         assert!(store.request("b").unwrap().is_none());
+    }
+
+    #[test]
+    fn serials_are_unique_across_blocks_and_reopens_and_end_at_the_maximum() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let store = SledStore::open(dir.path()).unwrap();
+            for _ in 0..SERIAL_BLOCK + 3 {
+                seen.push(store.next_serial().unwrap());
+            }
+            store.flush().unwrap();
+        }
+        assert_eq!(seen[0], 1);
+        assert!(seen.windows(2).all(|w| w[0] < w[1]), "not increasing");
+        // The second opening starts past everything the first reserved.
+        assert_eq!(seen[SERIAL_BLOCK as usize + 3], 2 * SERIAL_BLOCK + 1);
+
+        let store = SledStore::open(dir.path()).unwrap();
+        store
+            .meta
+            .insert(SERIAL_KEY, &(u64::MAX - 2).to_be_bytes())
+            .unwrap();
+        *store.serials.lock().unwrap() = Reserved::default();
+        assert_eq!(store.next_serial().unwrap(), u64::MAX - 1);
+        assert_eq!(store.next_serial().unwrap(), u64::MAX);
+        assert!(matches!(
+            store.next_serial(),
+            Err(StoreError::SerialsExhausted)
+        ));
     }
 
     #[test]
