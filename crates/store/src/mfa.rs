@@ -162,7 +162,7 @@ mod tests {
         // Creating it again from "none" loses: it exists now.
         assert!(matches!(
             store
-                .swap_second_factor("alice", None, Some(&new), &[enrolled.clone()])
+                .swap_second_factor("alice", None, Some(&new), std::slice::from_ref(&enrolled))
                 .unwrap(),
             Swap::Conflict
         ));
