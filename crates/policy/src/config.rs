@@ -1969,10 +1969,8 @@ rules:
         one_error(
             "    approvers: [sre]\n",
             "    approvers: [sre]\n    break_glass: true\n    approvals: 1\n",
-            &format!(
-                "/etc/jitca/jitca.yaml:24: rules[0].approvals: is 1, but a break_glass rule issues at once without approval; \
-                 remove approvals (its approvers review each use afterwards)"
-            ),
+            "/etc/jitca/jitca.yaml:24: rules[0].approvals: is 1, but a break_glass rule issues at once without approval; \
+             remove approvals (its approvers review each use afterwards)",
         );
         one_error(
             "    max_duration: 2h\n",
