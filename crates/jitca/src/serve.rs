@@ -85,6 +85,7 @@ async fn serve(
         .previous_ca_public_keys()
         .map_err(|e| anyhow!("previous_ca_keys: {e}"))?;
     let webhooks = crate::alerts::Webhooks::start(&config.notify);
+    let fixed = Fixed::of(&config);
     let authority = Arc::new(Authority::new(
         config.policy,
         Settings {
@@ -135,7 +136,11 @@ async fn serve(
     }
 
     let sweeper = tokio::spawn(lapse_sweeper(authority.clone()));
-    let reloader = tokio::spawn(reload_on_sighup(authority.clone(), config.file.clone()));
+    let reloader = tokio::spawn(reload_on_sighup(
+        authority.clone(),
+        config.file.clone(),
+        fixed,
+    ));
     jitca_control::serve(
         listener,
         authority.clone(),
@@ -173,7 +178,27 @@ async fn blocking<T: Send + 'static>(
 
 /// Re-reads the config on SIGHUP. A config that fails the checks of `jitca check` is refused
 /// and the one in force stays; the log and the audit trail say so either way.
-async fn reload_on_sighup(authority: Arc<Authority>, file: std::path::PathBuf) {
+/// Settings read only at start: a reload that changes them says they wait for a restart.
+#[derive(PartialEq)]
+struct Fixed {
+    notify: Vec<jitca_policy::Hook>,
+    mfa_key: std::path::PathBuf,
+    listen: std::net::SocketAddr,
+    data_dir: std::path::PathBuf,
+}
+
+impl Fixed {
+    fn of(config: &Config) -> Self {
+        Self {
+            notify: config.notify.clone(),
+            mfa_key: config.mfa_key.clone(),
+            listen: config.listen,
+            data_dir: config.data_dir.clone(),
+        }
+    }
+}
+
+async fn reload_on_sighup(authority: Arc<Authority>, file: std::path::PathBuf, fixed: Fixed) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot listen for SIGHUP: reloads are off");
@@ -182,7 +207,15 @@ async fn reload_on_sighup(authority: Arc<Authority>, file: std::path::PathBuf) {
     while hangup.recv().await.is_some() {
         let path = file.clone();
         let outcome = match load(&file, KeyCheck::WithoutAgent) {
-            Ok(config) => blocking(&authority, move |a| a.reload(config.policy, &path)).await,
+            Ok(config) => {
+                if Fixed::of(&config) != fixed {
+                    tracing::warn!(
+                        "listen, data_dir, mfa_key or notify changed: they take effect at the \
+                         next restart; the rest of the config is reloaded now"
+                    );
+                }
+                blocking(&authority, move |a| a.reload(config.policy, &path)).await
+            }
             Err(e) => {
                 tracing::error!("config reload refused, the config in force stays: {e:#}");
                 let why = format!("{e:#}");

@@ -1938,6 +1938,35 @@ rules:
         // Break-glass: no approvals, and always reviewed.
         assert!(glass.break_glass && glass.review_required);
         assert_eq!(glass.approvals, 0);
+        // Break-glass rules answer only break-glass asks, and only they do.
+        let ask = |break_glass| crate::Ask {
+            hosts: vec!["web1".into()],
+            logins: vec!["deploy".into()],
+            duration: Duration::from_secs(1800),
+            break_glass,
+        };
+        let ordinary = config.policy.decide_request("alice", &ask(false)).unwrap();
+        assert_eq!(
+            (ordinary.rule.as_str(), ordinary.approvals_needed),
+            ("dev-web", 1)
+        );
+        assert!(!ordinary.break_glass);
+        let urgent = config.policy.decide_request("alice", &ask(true)).unwrap();
+        assert_eq!(
+            (urgent.rule.as_str(), urgent.approvals_needed),
+            ("glass", 0)
+        );
+        assert!(urgent.break_glass);
+        let mut db = ask(true);
+        db.hosts = vec!["db1".into()];
+        assert_eq!(
+            config
+                .policy
+                .decide_request("alice", &db)
+                .unwrap_err()
+                .to_string(),
+            "no break-glass rule lets alice request login deploy on db1"
+        );
         assert!(config.policy.is_operator("carol"));
         assert!(!config.policy.is_operator("alice"));
         assert_eq!(config.mfa_key, Path::new("/etc/jitca/mfa.key"));
