@@ -347,7 +347,9 @@ pub fn record_usage(
                 .iter()
                 .filter(|s| s.key_id == issuance.key_id && s.serial == issuance.serial)
                 .collect();
-            report.unmatched += seen.len() - matching.len();
+            // Counted into the report only once this pass is final (a lost swap reads again).
+            let unmatched = seen.len() - matching.len();
+            let mut already = 0;
             let mut usage = request.usage.clone().unwrap_or(Usage {
                 logins: 0,
                 first: None,
@@ -358,7 +360,7 @@ pub fn record_usage(
             let mut new = 0;
             for s in &matching {
                 if usage.seen.contains(&s.digest) {
-                    report.already_recorded += 1;
+                    already += 1;
                     continue;
                 }
                 new += 1;
@@ -378,6 +380,8 @@ pub fn record_usage(
                 }
             }
             if new == 0 {
+                report.unmatched += unmatched;
+                report.already_recorded += already;
                 break;
             }
             let mut next = request.clone();
@@ -400,14 +404,12 @@ pub fn record_usage(
             event.source = source.map(str::to_string);
             match store.replace_request(&current, &next, &[event])? {
                 Swap::Done => {
+                    report.unmatched += unmatched;
+                    report.already_recorded += already;
                     report.updated.insert(id.clone(), usage);
                     break;
                 }
-                Swap::Conflict => {
-                    // Counted again on the next pass.
-                    report.unmatched -= seen.len() - matching.len();
-                    continue;
-                }
+                Swap::Conflict => continue,
             }
         }
     }
