@@ -144,13 +144,31 @@ pub fn keygen(path: &Path, comment: &str) {
 
 /// Options that keep the OpenSSH client to exactly the key given, non-interactive.
 fn client_options(cmd: &mut Command, key: &Path) {
-    cmd.arg("-i").arg(key).args([
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "IdentityAgent=none",
-        "-o",
-        "BatchMode=yes",
+    client_options_for(cmd, key, false);
+}
+
+/// The same, or (`interactive`) answering one keyboard-interactive prompt through
+/// `SSH_ASKPASS`, as a script does for jitca's one-time code. OpenSSH keeps the first value
+/// given for an option, so the two sets cannot be layered.
+pub fn client_options_for(cmd: &mut Command, key: &Path, interactive: bool) {
+    cmd.arg("-i")
+        .arg(key)
+        .args(["-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none"]);
+    if interactive {
+        cmd.args([
+            "-o",
+            "BatchMode=no",
+            "-o",
+            "KbdInteractiveAuthentication=yes",
+            "-o",
+            "PreferredAuthentications=publickey,keyboard-interactive",
+            "-o",
+            "NumberOfPasswordPrompts=1",
+        ]);
+    } else {
+        cmd.args(["-o", "BatchMode=yes"]);
+    }
+    cmd.args([
         "-o",
         "StrictHostKeyChecking=no",
         "-o",

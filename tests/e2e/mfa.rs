@@ -8,7 +8,7 @@ use std::process::Command;
 
 use jitca_mfa::{Secret, step_of};
 
-use crate::harness::{Ca, Out, Person, Team, id_of, run};
+use crate::harness::{Ca, Out, Person, Team, client_options_for, id_of, run};
 
 /// The team's config with `dev-web` needing a code from requester and approver, `dev-pair`
 /// from its approvers, and sre as operators.
@@ -50,34 +50,8 @@ fn ssh_code(ca: &Ca, who: &Person, answer: &str, command: &str, stdin: Option<&[
     std::fs::create_dir_all(&scripts).unwrap();
     let script = askpass(&scripts, answer);
     let mut cmd = Command::new("ssh");
-    cmd.arg("-i").arg(&who.key).args([
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "IdentityAgent=none",
-        "-o",
-        "BatchMode=no",
-        "-o",
-        "KbdInteractiveAuthentication=yes",
-        "-o",
-        "PreferredAuthentications=publickey,keyboard-interactive",
-        "-o",
-        "NumberOfPasswordPrompts=1",
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
-        "-o",
-        "ConnectTimeout=10",
-        "-F",
-        "/dev/null",
-        "-p",
-        &ca.port.to_string(),
-        "jitca@127.0.0.1",
-        command,
-    ]);
+    client_options_for(&mut cmd, &who.key, true);
+    cmd.args(["-p", &ca.port.to_string(), "jitca@127.0.0.1", command]);
     cmd.env("SSH_ASKPASS", &script)
         .env("SSH_ASKPASS_REQUIRE", "force")
         .env("DISPLAY", ":0");
