@@ -101,7 +101,7 @@ impl FromStr for AlertKind {
 /// `Debug` shows only `scheme://host:port` of the URL, since the rest is usually a credential.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Webhook {
-    /// Where alerts are POSTed; check it with [`check_url`] when reading config.
+    /// Where alerts are POSTed (the config check, `jitca_policy`, has vetted it).
     pub url: String,
     /// The kinds this endpoint wants; empty means every kind.
     pub events: Vec<AlertKind>,
@@ -191,51 +191,6 @@ impl Default for Retry {
 /// How many alerts may wait for each webhook before new ones are dropped (and logged): a
 /// bound on memory when an endpoint is down during a burst.
 pub const QUEUE_CAPACITY: usize = 10_000;
-
-/// Checks a webhook URL for config validation: `http://` or `https://`, a host, and no
-/// whitespace or control characters.
-///
-/// The error is one line and never repeats the URL, since the URL is usually a secret.
-pub fn check_url(url: &str) -> Result<(), String> {
-    if url.is_empty() {
-        return Err("webhook URL is empty".to_owned());
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("webhook URL contains whitespace or control characters".to_owned());
-    }
-    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
-    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-        return Err("webhook URL must start with http:// or https://".to_owned());
-    }
-    if !url.is_ascii() {
-        return Err(
-            "webhook URL has non-ASCII characters; percent-encode them (and use the punycode \
-             form of the host)"
-                .to_owned(),
-        );
-    }
-    let uri: ureq::http::Uri = url
-        .parse()
-        .map_err(|_| "webhook URL is not a valid URL".to_owned())?;
-    match uri.host() {
-        Some(host) if !host.is_empty() => {}
-        _ => return Err("webhook URL has no host".to_owned()),
-    }
-    // `http::Uri` takes any digits as a port; the socket layer would not.
-    let authority = uri.authority().map(|a| a.as_str()).unwrap_or("");
-    let host_port = authority.rsplit('@').next().unwrap_or(authority);
-    let after_host = match host_port.rfind(']') {
-        Some(end) => &host_port[end + 1..],
-        None => host_port.find(':').map_or("", |at| &host_port[at..]),
-    };
-    if let Some(port) = after_host.strip_prefix(':') {
-        match port.parse::<u16>() {
-            Ok(p) if p != 0 => {}
-            _ => return Err("webhook URL has an invalid port (want 1 to 65535)".to_owned()),
-        }
-    }
-    Ok(())
-}
 
 /// The part of a webhook URL that is safe to log: `scheme://host:port`, without user info,
 /// path or query (where the secrets are). An unparseable URL gives `<invalid URL>`.
@@ -461,48 +416,6 @@ mod tests {
         assert_eq!("break_glass".parse(), Ok(AlertKind::BreakGlass));
         let err = "BreakGlass".parse::<AlertKind>().unwrap_err();
         assert!(err.contains("break_glass") && !err.contains('\n'), "{err}");
-    }
-
-    #[test]
-    fn check_url_accepts() {
-        for url in [
-            "https://hooks.slack.com/services/T0/B0/xyz",
-            "http://127.0.0.1:8080/hook",
-            "https://[::1]:8443/x?token=abc",
-            "HTTPS://example.com",
-            "https://example.com",
-            "https://example.com:8443/a/b?c=d&e=f",
-        ] {
-            assert_eq!(check_url(url), Ok(()), "{url}");
-        }
-    }
-
-    #[test]
-    fn check_url_rejects() {
-        for (url, why) in [
-            ("", "empty"),
-            ("ftp://example.com/x", "http:// or https://"),
-            ("example.com/hook", "http:// or https://"),
-            ("file:///etc/passwd", "http:// or https://"),
-            ("https://", "URL"),
-            ("https:///path", "URL"),
-            ("https://exa mple.com/", "whitespace"),
-            (" https://example.com/", "whitespace"),
-            ("https://example.com/\n", "whitespace"),
-            ("https://example.com/\u{7}", "control"),
-            ("https://exämple.com/", "non-ASCII"),
-            ("https://example.com:/x", "port"),
-            ("https://example.com:99999/x", "port"),
-            ("https://example.com:0/x", "port"),
-            ("https://[::1]:/x", "port"),
-        ] {
-            let err = check_url(url).expect_err(url);
-            assert!(err.contains(why), "{url:?}: {err}");
-            assert!(!err.contains('\n'), "{url:?}: {err}");
-            if url.len() > 12 {
-                assert!(!err.contains(url), "error repeats the URL: {err}");
-            }
-        }
     }
 
     #[test]

@@ -198,8 +198,6 @@ pub struct Hook {
     pub url: String,
     /// The events it gets (names from [`NOTIFY_EVENTS`]); empty means all.
     pub events: Vec<String>,
-    /// Its line in the file.
-    pub line: Option<usize>,
 }
 
 /// Reads, parses and validates the config file at `path`.
@@ -568,7 +566,7 @@ fn validate(
         DEFAULT_MFA_KEY,
         problems,
     );
-    let notify = validate_notify(raw.notify.unwrap_or_default(), index, problems);
+    let notify = validate_notify(raw.notify.unwrap_or_default(), problems);
 
     let policy = Policy::new(
         users,
@@ -619,7 +617,7 @@ fn path_field_of(
 }
 
 /// The `notify:` webhooks: http(s) URLs and known event names.
-fn validate_notify(raw: Vec<RawHook>, index: &LineIndex, problems: &mut Problems<'_>) -> Vec<Hook> {
+fn validate_notify(raw: Vec<RawHook>, problems: &mut Problems<'_>) -> Vec<Hook> {
     let path = YamlPath::root().key("notify");
     let mut hooks = Vec::new();
     for (i, hook) in raw.into_iter().enumerate() {
@@ -643,13 +641,13 @@ fn validate_notify(raw: Vec<RawHook>, index: &LineIndex, problems: &mut Problems
         hooks.push(Hook {
             url: hook.url,
             events,
-            line: index.line(&here),
         });
     }
     hooks
 }
 
-/// A webhook URL: `http://` or `https://`, a host, nothing that is not printable ASCII.
+/// A webhook URL: `http://` or `https://`, a host, a port (if given) from 1 to 65535, nothing
+/// that is not printable ASCII. Messages never repeat the URL: it usually carries a secret.
 fn check_hook_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
@@ -661,10 +659,23 @@ fn check_hook_url(url: &str) -> Result<(), String> {
             show(&bad.to_string())
         ));
     }
-    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = host.rsplit('@').next().unwrap_or("");
-    if host.is_empty() || host.starts_with(':') {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let (host, port) = match host_port.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((host, after)) => (host, after),
+            None => return Err("has an unclosed [ in its host".to_string()),
+        },
+        None => host_port.split_at(host_port.find(':').unwrap_or(host_port.len())),
+    };
+    if host.is_empty() {
         return Err("names no host".to_string());
+    }
+    if !port.is_empty() {
+        match port.strip_prefix(':').map(str::parse::<u16>) {
+            Some(Ok(p)) if p != 0 => {}
+            _ => return Err("has an invalid port (want 1 to 65535)".to_string()),
+        }
     }
     Ok(())
 }
@@ -1972,6 +1983,41 @@ rules:
         assert_eq!(config.mfa_key, Path::new("/etc/jitca/mfa.key"));
         assert_eq!(config.notify.len(), 1);
         assert_eq!(config.notify[0].events, ["break_glass", "review_due"]);
+    }
+
+    #[test]
+    fn webhook_urls() {
+        for url in [
+            "https://hooks.slack.com/services/T0/B0/xyz",
+            "http://127.0.0.1:8080/hook",
+            "https://[::1]:8443/x?token=abc",
+            "https://user:pw@example.com:8443/a/b?c=d&e=f",
+        ] {
+            assert_eq!(check_hook_url(url), Ok(()), "{url}");
+        }
+        for (url, why) in [
+            ("", "https://"),
+            ("ftp://example.com/x", "https://"),
+            ("HTTPS://example.com", "https://"),
+            ("file:///etc/passwd", "https://"),
+            ("https://", "no host"),
+            ("https:///path", "no host"),
+            ("https://:8080/x", "no host"),
+            ("https://exa mple.com/", "without spaces"),
+            ("https://example.com/\u{7}", "without spaces"),
+            ("https://exämple.com/", "percent-encode"),
+            ("https://example.com:/x", "port"),
+            ("https://example.com:99999/x", "port"),
+            ("https://example.com:0/x", "port"),
+            ("https://[::1]:/x", "port"),
+            ("https://[::1/x", "unclosed"),
+        ] {
+            let err = check_hook_url(url).expect_err(url);
+            assert!(err.contains(why), "{url:?}: {err}");
+            if url.len() > 12 {
+                assert!(!err.contains(url), "the message repeats the URL: {err}");
+            }
+        }
     }
 
     #[test]
