@@ -208,6 +208,12 @@ fn break_glass_is_issued_at_once_alerted_and_reviewed_by_an_approver_only() {
     hooks.wait_for("revoked", &id);
     hooks.wait_for("review_due", &id);
     // An ordinary grant that ended (issued by bob, then done) lists after the break-glass one.
+    ca.ssh(
+        &team.bob,
+        &format!("review {ordinary} --outcome ok --note nothing yet"),
+        None,
+    )
+    .refused("was never issued, so there is no access to review: it is pending");
     ca.ssh(&team.bob, &format!("approve {ordinary}"), None).ok();
     ca.ssh(&team.alice, &format!("done {ordinary}"), None).ok();
     let unreviewed = ca.ssh(&team.bob, "list --unreviewed", None);

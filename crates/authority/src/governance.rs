@@ -125,9 +125,7 @@ impl Authority {
         caller: &Caller,
         log: &mut dyn BufRead,
     ) -> Result<UsageReport, AuthorityError> {
-        if !self.policy().is_auditor(&caller.user) {
-            return Err(AuthorityError::Denied(jitca_policy::Denial::NotAuditor));
-        }
+        self.ensure_auditor(caller)?;
         let mut cas = vec![
             self.signer
                 .public_key()

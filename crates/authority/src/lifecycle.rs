@@ -520,7 +520,7 @@ impl Authority {
         Ok(outcome)
     }
 
-    fn ensure_auditor(&self, caller: &Caller) -> Result<(), AuthorityError> {
+    pub(crate) fn ensure_auditor(&self, caller: &Caller) -> Result<(), AuthorityError> {
         if self.policy().is_auditor(&caller.user) {
             Ok(())
         } else {

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use jitca_authority::{Notice, Notify, Request, State};
+use chrono::Utc;
+use jitca_authority::{Notice, Notify, Request};
 use jitca_notify::{Alert, AlertKind, Notifier, Retry, Webhook};
 use jitca_policy::Hook;
 
@@ -38,7 +39,7 @@ impl Notify for Webhooks {
     fn notify(&self, notice: Notice, request: &Request, by: Option<&str>) {
         let (event, outcome) = match notice {
             Notice::RequestMade => (AlertKind::RequestMade, None),
-            Notice::Decided => (AlertKind::Decided, Some(request_outcome(request))),
+            Notice::Decided => (AlertKind::Decided, Some(request.state_name(Utc::now()))),
             Notice::BreakGlass => (AlertKind::BreakGlass, Some("issued")),
             Notice::Revoked => (AlertKind::Revoked, Some("revoked")),
             Notice::ReviewDue => (AlertKind::ReviewDue, None),
@@ -56,17 +57,7 @@ impl Notify for Webhooks {
             outcome: outcome.map(str::to_string),
             serial: request.issuance().map(|i| i.serial),
             break_glass: request.break_glass,
-            at: chrono::Utc::now(),
+            at: Utc::now(),
         });
-    }
-}
-
-fn request_outcome(request: &Request) -> &'static str {
-    match request.state {
-        State::Issued(_) => "issued",
-        State::Denied { .. } => "denied",
-        State::Lapsed { .. } => "lapsed",
-        State::Revoked { .. } => "revoked",
-        State::Pending => "pending",
     }
 }

@@ -29,7 +29,9 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     check(args)?;
     // Auditors only: refused before a byte of the log is read.
     if !ctx.authority.policy().is_auditor(&ctx.caller.user) {
-        return Err(Failure::Refused("only auditors may do this".into()));
+        return Err(Failure::Refused(
+            jitca_policy::Denial::NotAuditor.to_string(),
+        ));
     }
     let Some(mut stdin) = ctx.stdin.take() else {
         return Err(Failure::Refused("stdin was already read".into()));
