@@ -24,4 +24,4 @@ pub use jitca_store::{
 pub use lifecycle::{
     Authority, Caller, Factor, ListFilter, NewRequest, Notice, Notify, Settings, grant_of,
 };
-pub use revocation::KRL_GRACE;
+pub use revocation::{KRL_GRACE, KrlStatus, PathFailure};

@@ -110,11 +110,20 @@ pub struct Settings {
     pub earlier_cas: Vec<PublicKey>,
     /// Where notices go (webhooks); `None` sends none.
     pub notify: Option<Arc<dyn Notify>>,
+    /// The control channel's own host key: never certified, whoever sends it.
+    pub host_key: Option<PublicKey>,
 }
 
 /// The request lifecycle. Cheap to share (`Arc`).
 pub struct Authority {
     pub(crate) policy: RwLock<Arc<Policy>>,
+    /// Held shared while a request is decided and its outcome committed, and exclusively
+    /// while a reload puts a new policy in force: an issuance commits wholly under the policy
+    /// it was decided by, and a reload's sweep of removed users, which starts after the swap,
+    /// sees (and revokes) everything committed under the old one.
+    pub(crate) commit: RwLock<()>,
+    /// Counts policies put in force; connections watch it to check their caller again.
+    generation: tokio::sync::watch::Sender<u64>,
     pending_ttl: Duration,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) signer: CertAuthority,
@@ -125,8 +134,12 @@ pub struct Authority {
     auth_failures: Mutex<AuthFailureLimiter>,
     changes: broadcast::Sender<String>,
     notify: Option<Arc<dyn Notify>>,
-    /// Second factors: the sealing key and the wrong-code limits (`crate::mfa`).
+    /// Second factors: the sealing key (`crate::mfa`).
     pub(crate) mfa: crate::mfa::MfaState,
+    /// The control channel's host key, refused as a subject key.
+    host_key: Option<PublicKey>,
+    /// What failed and is retried by [`Authority::upkeep`] (`crate::revocation`).
+    pub(crate) retry: Mutex<crate::revocation::Retry>,
 }
 
 impl Authority {
@@ -145,6 +158,8 @@ impl Authority {
             .transpose()?;
         Ok(Self {
             policy: RwLock::new(Arc::new(policy)),
+            commit: RwLock::new(()),
+            generation: tokio::sync::watch::Sender::new(0),
             pending_ttl: settings.pending_ttl,
             store,
             signer,
@@ -156,12 +171,40 @@ impl Authority {
             changes,
             notify: settings.notify,
             mfa: crate::mfa::MfaState::default(),
+            host_key: settings.host_key,
+            retry: Mutex::new(Default::default()),
         })
     }
 
     /// The policy in force.
     pub fn policy(&self) -> Arc<Policy> {
         self.policy.read().expect("policy lock").clone()
+    }
+
+    /// Changes each time a new policy is put in force (a reload). A connection authenticated
+    /// before it checks its caller again ([`Authority::identify_again`]).
+    pub fn policy_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Put `policy` in force: after every issuance decided under the old one has committed,
+    /// before any decided under the new one starts.
+    pub(crate) fn put_in_force(&self, policy: Policy) {
+        let _commit = self.commit.write().expect("commit lock");
+        *self.policy.write().expect("policy lock") = Arc::new(policy);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Refuses unless `key` still identifies `user` under the policy in force: a connection
+    /// authenticated before a reload that removed the key or the person gets nothing more.
+    pub fn identify_again(&self, key: &PublicKey, user: &str) -> Result<(), AuthorityError> {
+        match self.policy().identify(key) {
+            Some(found) if found.name == user => Ok(()),
+            _ => Err(AuthorityError::Refused(format!(
+                "the key this connection authenticated with is no longer registered to {user} \
+                 (the config changed); nothing was done"
+            ))),
+        }
     }
 
     /// The CA public key line.
@@ -178,7 +221,10 @@ impl Authority {
     /// Makes a request. With `approvals: 0` it is issued at once.
     pub fn submit(&self, caller: &Caller, new: NewRequest) -> Result<Request, AuthorityError> {
         jitca_signer::check_subject_key(&new.public_key)?;
+        // Held until the request (and, with no approval needed, its issuance) is committed.
+        let _commit = self.commit.read().expect("commit lock");
         let policy = self.policy();
+        self.check_own_key(&policy, caller, &new.public_key)?;
         let ask = Ask {
             hosts: new.hosts,
             logins: new.logins,
@@ -273,24 +319,43 @@ impl Authority {
         Ok(request)
     }
 
-    /// Records one approval; the last one needed issues the certificate.
+    /// Records one approval; the last one needed issues the certificate. The request is judged
+    /// again under the policy in force: its requester must still be given exactly this grant,
+    /// it must meet the rule as it stands now (reason pattern, the requester's one-time code),
+    /// and only approvals from people who are still eligible approvers of the rule (with a
+    /// one-time code, when the rule now asks for one) count; the others are dropped.
     pub fn approve(&self, caller: &Caller, id: &str) -> Result<Request, AuthorityError> {
+        // Held until the approval (and the issuance it completes) is committed.
+        let _commit = self.commit.read().expect("commit lock");
         let policy = self.policy();
         loop {
             let current = self.find(id)?;
             let request = &current.request;
-            policy.check_approver(&caller.user, &request.requester, &grant_of(request))?;
+            let grant = grant_of(request);
+            policy.check_approver(&caller.user, &request.requester, &grant)?;
             let now = Utc::now();
             self.ensure_pending(&current, now)?;
-            if policy.rule(&request.rule).is_some_and(|r| r.approver_mfa) {
-                require_factor(caller, &request.rule, "approvals")?;
+            let rule = policy
+                .rule(&request.rule)
+                .ok_or(jitca_policy::Denial::PolicyChanged)?;
+            if rule.approver_mfa {
+                require_factor(caller, &rule.name, "approvals")?;
             }
+            still_meets(rule, request)?;
             if request.approvers().any(|a| a == caller.user) {
                 return Err(AuthorityError::Conflict(format!(
                     "you have already approved request {id}"
                 )));
             }
             let mut next = request.clone();
+            let (counted, dropped): (Vec<Approval>, Vec<Approval>) =
+                next.approvals.drain(..).partition(|a| {
+                    policy
+                        .check_approver(&a.by, &request.requester, &grant)
+                        .is_ok()
+                        && (a.mfa || !rule.approver_mfa)
+                });
+            next.approvals = counted;
             next.approvals.push(Approval {
                 by: caller.user.clone(),
                 at: now,
@@ -300,13 +365,24 @@ impl Authority {
                 let serial = self.store.next_serial()?;
                 next.state = State::Issued(self.sign(&next, serial, now)?);
             }
-            let mut events = vec![audit::approved(&next, caller)];
+            let mut approved = audit::approved(&next, caller);
+            if !dropped.is_empty() {
+                // Approvals that no longer count: their approver left the rule's approver
+                // groups (or the config), or the rule now asks approvers for a one-time code.
+                approved = approved.with(
+                    "dropped_approvals",
+                    dropped.iter().map(|a| a.by.as_str()).collect::<Vec<_>>(),
+                );
+            }
+            let mut events = vec![approved];
             events.extend(audit::issued(&next, &caller.user));
             match self.store.replace_request(&current, &next, &events)? {
                 Swap::Done => {
                     self.durable()?;
                     tracing::info!(%id, approver = %caller.user, state = next.state_name(now),
-                        serial = next.issuance().map(|i| i.serial), "request approved");
+                        serial = next.issuance().map(|i| i.serial),
+                        dropped = ?dropped.iter().map(|a| &a.by).collect::<Vec<_>>(),
+                        "request approved");
                     self.announce(id);
                     if next.issuance().is_some() {
                         self.tell(Notice::Decided, &next, Some(&caller.user));
@@ -316,6 +392,36 @@ impl Authority {
                 // Someone else changed it first: look again (it may be decided now).
                 Swap::Conflict => continue,
             }
+        }
+    }
+
+    /// Refuses a subject key that is not the requester's own to have certified: the CA's
+    /// keys (current or earlier), the control channel's host key, or a key registered to
+    /// someone else.
+    fn check_own_key(
+        &self,
+        policy: &Policy,
+        caller: &Caller,
+        key: &PublicKey,
+    ) -> Result<(), AuthorityError> {
+        let data = key.key_data();
+        let refuse = |whose: &str| {
+            Err(AuthorityError::Invalid(format!(
+                "the key sent is {whose}, not a key of yours to certify; send your own public \
+                 key (~/.ssh/id_ed25519.pub)"
+            )))
+        };
+        if data == self.signer.public_key().key_data()
+            || self.earlier_cas.iter().any(|k| k.key_data() == data)
+        {
+            return refuse("the CA's key");
+        }
+        if self.host_key.as_ref().is_some_and(|k| k.key_data() == data) {
+            return refuse("this CA's host key");
+        }
+        match policy.identify(key) {
+            Some(owner) if owner.name != caller.user => refuse("registered to another person"),
+            _ => Ok(()),
         }
     }
 
@@ -657,6 +763,32 @@ impl Authority {
             notify.notify(notice, request, by);
         }
     }
+}
+
+/// Refuses approving a pending request that the rule in force would not have let be made: its
+/// reason no longer matches the rule's `reason_pattern`, or the rule now asks requesters for a
+/// one-time code and the request was made without one.
+fn still_meets(rule: &jitca_policy::Rule, request: &Request) -> Result<(), AuthorityError> {
+    let id = &request.id;
+    if let Some(pattern) = &rule.reason_pattern
+        && !pattern.is_match(&request.reason)
+    {
+        return Err(AuthorityError::Refused(format!(
+            "request {id} no longer meets rule {}: its reason does not match {} (the rule \
+             changed since it was made); deny it and have the requester ask again",
+            rule.name,
+            pattern.as_str().escape_debug()
+        )));
+    }
+    if rule.requester_mfa && !request.requester_mfa {
+        return Err(AuthorityError::Refused(format!(
+            "request {id} no longer meets rule {}: the rule now asks requesters for a one-time \
+             code, and this request was made without one; deny it and have the requester ask \
+             again",
+            rule.name
+        )));
+    }
+    Ok(())
 }
 
 /// Refuses unless the caller's connection proved a second factor.

@@ -7,14 +7,15 @@
 //! person's name as associated data. A code is accepted for a time step later than the last
 //! one used, and that step is stored by compare-and-swap, so a code works once, also across
 //! connections and restarts. Wrong codes are limited per person: after [`MAX_WRONG`] within
-//! [`WRONG_WINDOW`] codes are not even checked until the oldest of them is that old.
+//! [`WRONG_WINDOW`] codes are not even checked until the oldest of them is that old. The times
+//! of wrong codes are stored with the factor and counted by the same compare-and-swap, so the
+//! limit holds across connections racing and across restarts.
 
-use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use jitca_mfa::{Check, SealingKey, Secret};
@@ -39,8 +40,6 @@ pub(crate) struct MfaState {
     key_path: Mutex<Option<PathBuf>>,
     /// The sealing key once read or made.
     key: Mutex<Option<SealingKey>>,
-    /// Times of recent wrong codes, per person.
-    wrong: Mutex<HashMap<String, VecDeque<Instant>>>,
 }
 
 /// A person's second factor as `mfa status` shows it.
@@ -162,6 +161,7 @@ impl Authority {
                 last_step: 0,
                 created_at: Utc::now(),
                 confirmed_at: None,
+                wrong_codes: Vec::new(),
             };
             let replaced = current.is_some();
             let mut event =
@@ -308,12 +308,7 @@ impl Authority {
         if answer.is_empty() {
             return Ok(Factor::Skipped);
         }
-        if let Some(wait) = self.locked_out(&caller.user) {
-            let minutes = wait.as_secs().div_ceil(60).max(1);
-            let why = format!("too many wrong codes; try again in {minutes} minutes");
-            self.record_mfa_failure(caller, "too many wrong codes: not checked")?;
-            return Ok(Factor::Failed(why));
-        }
+        let window = chrono::TimeDelta::from_std(WRONG_WINDOW).expect("a short window");
         loop {
             let Some(current) = self.store.second_factor(&caller.user)? else {
                 return Ok(Factor::NotEnrolled);
@@ -321,35 +316,69 @@ impl Authority {
             if current.factor.state != FactorState::Active {
                 return Ok(Factor::NotEnrolled);
             }
+            let now = Utc::now();
+            let recent: Vec<DateTime<Utc>> = current
+                .factor
+                .wrong_codes
+                .iter()
+                .copied()
+                .filter(|t| now - *t < window)
+                .collect();
+            if recent.len() >= MAX_WRONG {
+                let wait = (recent[0] + window - now).num_seconds().max(1) as u64;
+                let minutes = wait.div_ceil(60);
+                let why = format!("too many wrong codes; try again in {minutes} minutes");
+                self.record_mfa_failure(caller, "too many wrong codes: not checked")?;
+                return Ok(Factor::Failed(why));
+            }
             let secret = self.open_secret(&caller.user, &current)?;
             let last = (current.factor.last_step > 0).then_some(current.factor.last_step);
-            match secret.verify(answer, jitca_mfa::now(), last) {
-                Check::Valid { step } => {
-                    let next = SecondFactor {
+            let (next, failed) = match secret.verify(answer, jitca_mfa::now(), last) {
+                Check::Valid { step } => (
+                    SecondFactor {
                         last_step: step,
+                        wrong_codes: recent,
+                        ..current.factor.clone()
+                    },
+                    None,
+                ),
+                refused => {
+                    let (why, said) = match refused {
+                        Check::Replayed => ("code used already", REPLAYED),
+                        _ => ("wrong code", WRONG),
+                    };
+                    let mut wrong_codes = recent;
+                    wrong_codes.push(now);
+                    let skip = wrong_codes.len().saturating_sub(MAX_WRONG);
+                    wrong_codes.drain(..skip);
+                    let next = SecondFactor {
+                        wrong_codes,
                         ..current.factor.clone()
                     };
-                    // Another connection may have used this very code in between: then the
-                    // swap loses, and the code is checked again against the new last step.
-                    if let Swap::Done = self.store.swap_second_factor(
-                        &caller.user,
-                        Some(&current),
-                        Some(&next),
-                        &[],
-                    )? {
-                        return Ok(Factor::Verified);
+                    (next, Some((why, said)))
+                }
+            };
+            let events: Vec<AuditRecord> = failed
+                .iter()
+                .map(|(why, _)| self.mfa_failure_event(caller, why))
+                .collect();
+            // Another connection may have used this very code, or given a wrong one, in
+            // between: then the swap loses, and the code is checked again against what it
+            // stored (a new last step, one wrong code more).
+            if let Swap::Done =
+                self.store
+                    .swap_second_factor(&caller.user, Some(&current), Some(&next), &events)?
+            {
+                // The step (or the wrong code) is durable before the connection goes on.
+                self.durable()?;
+                return Ok(match failed {
+                    None => Factor::Verified,
+                    Some((why, said)) => {
+                        tracing::info!(user = %caller.user, source = %caller.source, why,
+                            "one-time code refused");
+                        Factor::Failed(said.into())
                     }
-                }
-                Check::Replayed => {
-                    self.wrong_code(&caller.user);
-                    self.record_mfa_failure(caller, "code used already")?;
-                    return Ok(Factor::Failed(REPLAYED.into()));
-                }
-                Check::Wrong => {
-                    self.wrong_code(&caller.user);
-                    self.record_mfa_failure(caller, "wrong code")?;
-                    return Ok(Factor::Failed(WRONG.into()));
-                }
+                });
             }
         }
     }
@@ -371,38 +400,16 @@ impl Authority {
         })
     }
 
-    fn record_mfa_failure(&self, caller: &Caller, why: &str) -> Result<(), AuthorityError> {
+    fn mfa_failure_event(&self, caller: &Caller, why: &str) -> AuditRecord {
         let mut event = AuditRecord::new(EventKind::MfaFailed, &caller.user).with("why", why);
         event.source = Some(caller.source.clone());
+        event
+    }
+
+    fn record_mfa_failure(&self, caller: &Caller, why: &str) -> Result<(), AuthorityError> {
         tracing::info!(user = %caller.user, source = %caller.source, why, "one-time code refused");
-        self.store.append_audit(&[event])?;
+        self.store
+            .append_audit(&[self.mfa_failure_event(caller, why)])?;
         Ok(())
-    }
-
-    /// How long codes of `user` stay unchecked, if they are locked out now.
-    fn locked_out(&self, user: &str) -> Option<Duration> {
-        let mut wrong = self.mfa.wrong.lock().expect("mfa limiter lock");
-        let times = wrong.get_mut(user)?;
-        let now = Instant::now();
-        while times
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= WRONG_WINDOW)
-        {
-            times.pop_front();
-        }
-        if times.is_empty() {
-            wrong.remove(user);
-            return None;
-        }
-        (times.len() >= MAX_WRONG).then(|| WRONG_WINDOW - now.duration_since(times[0]))
-    }
-
-    fn wrong_code(&self, user: &str) {
-        let mut wrong = self.mfa.wrong.lock().expect("mfa limiter lock");
-        let times = wrong.entry(user.to_string()).or_default();
-        times.push_back(Instant::now());
-        while times.len() > MAX_WRONG {
-            times.pop_front();
-        }
     }
 }

@@ -17,6 +17,38 @@ use crate::{Authority, AuthorityError, Caller, Notice};
 /// lag behind the CA's. After that it can no longer be used anywhere and leaves the list.
 pub const KRL_GRACE: TimeDelta = TimeDelta::hours(1);
 
+/// What failed on the way to ending access and is tried again by [`Authority::upkeep`] (every
+/// few seconds, from the daemon's sweeper) until it succeeds.
+#[derive(Default)]
+pub(crate) struct Retry {
+    /// Audit records the store did not take (a reload's), in order.
+    records: Vec<AuditRecord>,
+    /// Whether the store or the audit file still has to be made durable.
+    durable: bool,
+    /// Whether ending the access of people a reload removed failed somewhere.
+    removed_users: bool,
+    /// Whether a new KRL version could not be made (the store failed).
+    krl: bool,
+    /// `krl_path` could not be written: since when, how often, and the last error.
+    krl_path: Option<PathFailure>,
+}
+
+/// A `krl_path` that cannot be written.
+#[derive(Clone, Debug)]
+pub struct PathFailure {
+    pub since: DateTime<Utc>,
+    pub attempts: u64,
+    pub error: String,
+}
+
+/// Where the KRL stands, for operators (`whoami`).
+#[derive(Clone, Debug)]
+pub struct KrlStatus {
+    pub version: u64,
+    /// `krl_path`, if set, and its write failure, if it is failing.
+    pub path: Option<(std::path::PathBuf, Option<PathFailure>)>,
+}
+
 /// The current KRL, encoded, and what decides when it must change.
 pub(crate) struct KrlCache {
     pub(crate) bytes: Vec<u8>,
@@ -119,9 +151,13 @@ impl Authority {
             match self.store.replace_request(&current, &next, &events)? {
                 Swap::Done => {
                     tracing::info!(%id, by, serial = issuance.serial, reason, "certificate revoked");
-                    self.krl_changed()?;
-                    self.durable()?;
+                    // Durable first; then published whatever that gave: a stored revocation is
+                    // always in the KRL (fail closed), and the caller hears of success only
+                    // once it is durable.
+                    let durable = self.durable();
+                    self.publish_krl();
                     self.announce(id);
+                    durable?;
                     self.tell(Notice::Revoked, &next, Some(by));
                     if review_due {
                         self.tell(Notice::ReviewDue, &next, None);
@@ -143,22 +179,157 @@ impl Authority {
     }
 
     /// Starts a new KRL version: after every revocation, at start, and when expired entries
-    /// leave. Writes `krl_path` if configured.
+    /// leave. Serves it from then on, and writes `krl_path` if configured: a write that fails
+    /// is logged and retried by [`Authority::upkeep`], never an error here.
     pub fn krl_changed(&self) -> Result<(), AuthorityError> {
         let state = self.store.bump_krl(Utc::now())?;
         let built = self.build_krl(state)?;
-        if let Some(path) = &self.krl_path {
-            write_atomically(path, &built.bytes).map_err(|e| {
-                AuthorityError::Krl(format!("cannot write {}: {e}", path.display()))
-            })?;
-        }
         tracing::info!(
             version = state.version,
             bytes = built.bytes.len(),
             "KRL updated"
         );
+        let bytes = built.bytes.clone();
         *self.krl.lock().expect("krl lock") = Some(built);
+        self.write_krl_path(&bytes);
         Ok(())
+    }
+
+    /// A new KRL after a revocation, whatever fails: the cache is dropped first, so `krl`
+    /// rebuilds from the store (with the revocation) even when no new version can be made;
+    /// what failed is retried.
+    pub(crate) fn publish_krl(&self) {
+        *self.krl.lock().expect("krl lock") = None;
+        if let Err(e) = self.krl_changed() {
+            tracing::error!(error = %e, "cannot make a new KRL version; `krl` serves every \
+                stored revocation meanwhile; retrying every few seconds");
+            self.retry.lock().expect("retry lock").krl = true;
+        }
+    }
+
+    /// Writes `krl_path` (if set); remembers and loudly logs a failure, for the retry.
+    fn write_krl_path(&self, bytes: &[u8]) {
+        let Some(path) = &self.krl_path else {
+            return;
+        };
+        let written = write_atomically(path, bytes);
+        let mut retry = self.retry.lock().expect("retry lock");
+        match written {
+            Ok(()) => {
+                if let Some(failed) = retry.krl_path.take() {
+                    tracing::warn!(path = %path.display(), attempts = failed.attempts,
+                        since = %failed.since, "krl_path written again");
+                }
+            }
+            Err(e) => {
+                let failure = retry.krl_path.get_or_insert(PathFailure {
+                    since: Utc::now(),
+                    attempts: 0,
+                    error: String::new(),
+                });
+                failure.attempts += 1;
+                failure.error = e.to_string();
+                // Every failure for the first minute, then about once a minute.
+                if failure.attempts <= 12 || failure.attempts % 12 == 0 {
+                    tracing::error!(path = %path.display(), error = %e,
+                        attempts = failure.attempts, since = %failure.since,
+                        "cannot write krl_path: hosts that read it miss the latest \
+                         revocations (`krl` over the control channel has them); retrying \
+                         every few seconds");
+                }
+            }
+        }
+    }
+
+    /// Where the KRL stands, for operators.
+    pub fn krl_status(&self) -> Result<KrlStatus, AuthorityError> {
+        let version = self.store.krl_state()?.version;
+        let failure = self.retry.lock().expect("retry lock").krl_path.clone();
+        Ok(KrlStatus {
+            version,
+            path: self.krl_path.clone().map(|p| (p, failure)),
+        })
+    }
+
+    /// Tries again what failed on the way to ending access: audit records a reload could not
+    /// write, durability, the removed users' revocations, a new KRL version, `krl_path`. Run
+    /// every few seconds by the daemon; returns an error naming what still fails.
+    pub fn upkeep(&self) -> Result<(), AuthorityError> {
+        let (records, durable, removed, krl, path) = {
+            let mut retry = self.retry.lock().expect("retry lock");
+            (
+                std::mem::take(&mut retry.records),
+                std::mem::take(&mut retry.durable),
+                std::mem::take(&mut retry.removed_users),
+                std::mem::take(&mut retry.krl),
+                retry.krl_path.is_some(),
+            )
+        };
+        let mut failed = Vec::new();
+        let mut written = false;
+        if !records.is_empty() {
+            if let Err(e) = self.store.append_audit(&records) {
+                self.retry.lock().expect("retry lock").records = records;
+                failed.push(format!("writing the audit log: {e}"));
+            } else {
+                tracing::warn!(
+                    records = records.len(),
+                    "audit records written after a retry"
+                );
+                written = true;
+            }
+        }
+        if durable || written {
+            self.durable_or_retry();
+        }
+        if removed {
+            self.end_access_or_retry();
+        }
+        if krl {
+            self.publish_krl();
+        } else if path {
+            let bytes = self.krl()?;
+            self.write_krl_path(&bytes);
+        }
+        let retry = self.retry.lock().expect("retry lock");
+        if retry.durable {
+            failed.push("making the store and audit log durable".into());
+        }
+        if retry.removed_users {
+            failed.push("ending the access of removed users".into());
+        }
+        if retry.krl {
+            failed.push("making a new KRL version".into());
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(AuthorityError::Refused(format!(
+                "still failing, retried in a few seconds: {}",
+                failed.join("; ")
+            )))
+        }
+    }
+
+    fn durable_or_retry(&self) {
+        if let Err(e) = self.durable() {
+            tracing::error!(error = %e, "cannot make the store and audit log durable; retrying");
+            self.retry.lock().expect("retry lock").durable = true;
+        }
+    }
+
+    fn end_access_or_retry(&self) {
+        match self.end_access_of_removed_users() {
+            Ok(ended) if !ended.is_empty() => {
+                tracing::info!(requests = ?ended, "ended the access of users no longer in the config");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "cannot end the access of every removed user yet; \
+                    retrying every few seconds");
+                self.retry.lock().expect("retry lock").removed_users = true;
+            }
+        }
     }
 
     /// Lets revoked certificates that can no longer be used leave the KRL (a new version).
@@ -206,34 +377,47 @@ impl Authority {
     }
 
     /// Ends everything of requesters the policy no longer knows: pending requests are ended,
-    /// live certificates revoked. Returns the ids touched.
+    /// live certificates revoked. Goes on past a request that fails, then fails naming how
+    /// many did. Returns the ids touched.
     pub fn end_access_of_removed_users(&self) -> Result<Vec<String>, AuthorityError> {
         let policy = self.policy();
         let now = Utc::now();
         let mut touched = Vec::new();
+        let mut failed: Vec<(String, AuthorityError)> = Vec::new();
         for request in self.store.requests()? {
             if policy.user(&request.requester).is_some() {
                 continue;
             }
             let why = format!("{} was removed from the config", request.requester);
-            match &request.state {
-                State::Pending
-                    if now < request.lapses_at && self.end_pending(&request.id, &why)? =>
-                {
-                    touched.push(request.id.clone());
-                }
+            let outcome = match &request.state {
+                State::Pending if now < request.lapses_at => self.end_pending(&request.id, &why),
                 State::Issued(i) if now < i.valid_before => {
                     match self.revoke_as(DAEMON, &request.id, &why, EventKind::Revoked, None) {
-                        Ok(_) => touched.push(request.id.clone()),
+                        Ok(_) => Ok(true),
                         // Expired or revoked meanwhile: nothing left to end.
-                        Err(AuthorityError::Conflict(_)) => {}
-                        Err(e) => return Err(e),
+                        Err(AuthorityError::Conflict(_)) => Ok(false),
+                        Err(e) => Err(e),
                     }
                 }
-                _ => {}
+                _ => Ok(false),
+            };
+            match outcome {
+                Ok(true) => touched.push(request.id.clone()),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(id = %request.id, requester = %request.requester, error = %e,
+                        "cannot end the access of a removed user");
+                    failed.push((request.id.clone(), e));
+                }
             }
         }
-        Ok(touched)
+        match failed.pop() {
+            None => Ok(touched),
+            Some((id, e)) => Err(AuthorityError::Refused(format!(
+                "could not end {} request(s) of removed users (last: {id}: {e})",
+                failed.len() + 1
+            ))),
+        }
     }
 
     fn end_pending(&self, id: &str, why: &str) -> Result<bool, AuthorityError> {
@@ -262,25 +446,33 @@ impl Authority {
     }
 
     /// Puts a new policy in force (a config reload), then ends the access of anyone it no
-    /// longer names. Recorded with the users added and removed.
+    /// longer names. Recorded with the users added and removed. The access ends even when
+    /// the record cannot be written; whatever fails is logged and retried by
+    /// [`Authority::upkeep`].
     pub fn reload(&self, policy: jitca_policy::Policy, file: &Path) -> Result<(), AuthorityError> {
         let old = self.policy();
         let names = |p: &jitca_policy::Policy| -> BTreeSet<String> {
             p.users().map(|u| u.name.clone()).collect()
         };
         let (before, after) = (names(&old), names(&policy));
-        *self.policy.write().expect("policy lock") = std::sync::Arc::new(policy);
-        self.record(
-            AuditRecord::new(EventKind::ConfigReloaded, DAEMON)
-                .with("file", file.display().to_string())
-                .with("users_added", after.difference(&before).collect::<Vec<_>>())
-                .with(
-                    "users_removed",
-                    before.difference(&after).collect::<Vec<_>>(),
-                ),
-        )?;
-        let ended = self.end_access_of_removed_users()?;
-        tracing::info!(file = %file.display(), ended = ended.len(), "config reloaded");
+        self.put_in_force(policy);
+        let event = AuditRecord::new(EventKind::ConfigReloaded, DAEMON)
+            .with("file", file.display().to_string())
+            .with("users_added", after.difference(&before).collect::<Vec<_>>())
+            .with(
+                "users_removed",
+                before.difference(&after).collect::<Vec<_>>(),
+            );
+        match self.store.append_audit(std::slice::from_ref(&event)) {
+            Ok(_) => self.durable_or_retry(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the config reload in the audit log; \
+                    the access of removed users ends anyway; the record is retried");
+                self.retry.lock().expect("retry lock").records.push(event);
+            }
+        }
+        self.end_access_or_retry();
+        tracing::info!(file = %file.display(), "config reloaded");
         Ok(())
     }
 }

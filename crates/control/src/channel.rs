@@ -67,6 +67,7 @@ pub(crate) async fn run(
     channel: Channel<Msg>,
     authority: Arc<Authority>,
     caller: Caller,
+    key: russh::keys::PublicKey,
     hint: Arc<str>,
     activity: Arc<Activity>,
     refusal: Option<String>,
@@ -123,6 +124,7 @@ pub(crate) async fn run(
     let mut ctx = Ctx {
         authority,
         caller,
+        key,
         out,
         stdin: Some(Stdin { rx: stdin_rx }),
         hint,

@@ -19,6 +19,9 @@ pub(crate) struct Connection {
     hint: Arc<str>,
     /// Set once authentication succeeds.
     caller: Option<Caller>,
+    /// The key that identified the caller: checked again before every command, so a reload
+    /// that removes it (or its person) ends what this connection may do.
+    key: Option<russh::keys::PublicKey>,
     /// A person identified by their key who has a second factor: the one-time code is asked
     /// next (keyboard-interactive), and the connection is authenticated whatever the answer.
     awaiting_code: Option<String>,
@@ -49,6 +52,7 @@ impl Connection {
             peer,
             hint,
             caller: None,
+            key: None,
             awaiting_code: None,
             tried: None,
             gate,
@@ -143,6 +147,7 @@ impl Handler for Connection {
     ) -> Result<Auth, Self::Error> {
         match self.known(key.public_key) {
             Some(user) => {
+                self.key = Some(key.public_key.clone());
                 // A failed read only means no code is asked: the factor is then not proved.
                 let active = self.authority.mfa_active(&user).unwrap_or_else(|e| {
                     tracing::error!(%user, error = %e, "cannot read a second factor");
@@ -211,7 +216,7 @@ impl Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(caller) = self.caller.clone() else {
+        let (Some(caller), Some(key)) = (self.caller.clone(), self.key.clone()) else {
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -226,6 +231,7 @@ impl Handler for Connection {
             channel,
             self.authority.clone(),
             caller,
+            key,
             self.hint.clone(),
             self.activity.clone(),
             refusal,

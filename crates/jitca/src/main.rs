@@ -52,6 +52,10 @@ fn check(path: &std::path::Path) -> ExitCode {
     });
     match config {
         Ok(config) => {
+            // Allowed but worth a look (a group nobody is in): on stderr, exit status 0.
+            for warning in &config.warnings {
+                eprintln!("{warning}");
+            }
             println!(
                 "{}: OK ({} users, {} rules)",
                 path.display(),

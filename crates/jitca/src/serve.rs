@@ -58,6 +58,9 @@ enum KeyCheck {
 /// The config, with the same checks as `jitca check`: a daemon never starts on a bad one.
 fn load(path: &std::path::Path, keys: KeyCheck) -> Result<Config> {
     let config = jitca_policy::load(path).map_err(|e| anyhow!("invalid config:\n{e}"))?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
     match keys {
         KeyCheck::Full => config.check_key_files(),
         KeyCheck::WithoutAgent => config.check_key_files_offline(),
@@ -96,6 +99,7 @@ async fn serve(
             notify: webhooks
                 .clone()
                 .map(|w| w as Arc<dyn jitca_authority::Notify>),
+            host_key: Some(host_key.public_key().clone()),
         },
         store.clone(),
         signer,
@@ -235,7 +239,8 @@ async fn reload_on_sighup(authority: Arc<Authority>, file: std::path::PathBuf, f
     }
 }
 
-/// Lapses pending requests nobody decided on (for requests with nobody waiting on them), lets
+/// Retries what failed on the way to ending access (`Authority::upkeep`), lapses pending
+/// requests nobody decided on (for requests with nobody waiting on them), lets
 /// long-expired certificates leave the KRL, and closes the failed-authentication rate window
 /// so a flood's count is recorded.
 async fn lapse_sweeper(authority: Arc<Authority>) {
@@ -243,6 +248,10 @@ async fn lapse_sweeper(authority: Arc<Authority>) {
     loop {
         tick.tick().await;
         let outcome = blocking(&authority, |a| {
+            // First what failed on the way to ending access (records, revocations, the KRL).
+            if let Err(e) = a.upkeep() {
+                tracing::error!(error = %e, "ending access: something still fails");
+            }
             a.lapse_due()?;
             a.prune_krl()?;
             a.record_auth_failure(None)?;

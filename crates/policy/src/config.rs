@@ -189,6 +189,11 @@ pub struct Config {
     pub mfa_key: PathBuf,
     /// Webhooks alerted of requests, decisions, break-glass, revocations and reviews due.
     pub notify: Vec<Hook>,
+    /// What is allowed but probably not meant: groups named in rules (or `auditors`,
+    /// `operators`) that no user lists, rules nobody can approve. One line each, in line
+    /// order; `check` prints them, the daemon logs them. Never a reason to refuse a config:
+    /// removing a group's last member must always take effect.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// One `notify:` webhook.
@@ -221,12 +226,34 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
     let mut problems = Problems {
         index: &index,
         found: Vec::new(),
+        warnings: Vec::new(),
+        empty_groups: Vec::new(),
     };
     let config = validate(raw, file, &index, &mut problems);
     let mut found = problems.found;
     if found.is_empty()
-        && let Some(config) = config
+        && let Some(mut config) = config
     {
+        let mut warnings = problems.warnings;
+        for (group, line, users) in problems.empty_groups {
+            warnings.push((
+                line,
+                format!(
+                    "warning: group {group} has no members (no user lists it in groups); \
+                     {}: nobody can use that until someone joins it",
+                    users.join(", ")
+                ),
+            ));
+        }
+        warnings.sort_by_key(|(line, _)| line.unwrap_or(usize::MAX));
+        config.warnings = warnings
+            .into_iter()
+            .map(|(line, message)| ConfigError {
+                file: file.to_path_buf(),
+                line,
+                message,
+            })
+            .collect();
         return Ok(config);
     }
     // Problems without a line go last; otherwise file order, and check order within a line.
@@ -287,9 +314,33 @@ fn one_safe_line(message: &str) -> String {
 struct Problems<'a> {
     index: &'a LineIndex,
     found: Vec<(Option<usize>, String)>,
+    /// Allowed, but said (`Config::warnings`).
+    warnings: Vec<(Option<usize>, String)>,
+    /// Groups named but listed by no user: the group, the line of its first mention, and
+    /// what names it (`rule dev-web`, `auditors`), in file order.
+    empty_groups: Vec<(String, Option<usize>, Vec<String>)>,
 }
 
 impl Problems<'_> {
+    /// A group named at `path` by `user` that no user lists: a warning, once per group.
+    fn empty_group(&mut self, path: &YamlPath, group: &str, user: String) {
+        let line = self.index.line(path);
+        match self.empty_groups.iter_mut().find(|(g, ..)| g == group) {
+            Some((_, _, users)) if users.contains(&user) => {}
+            Some((_, _, users)) => users.push(user),
+            None => self
+                .empty_groups
+                .push((group.to_string(), line, vec![user])),
+        }
+    }
+
+    /// Allowed but worth saying, at `path`.
+    fn warn(&mut self, path: &YamlPath, message: impl fmt::Display) {
+        let line = self.index.line(path);
+        self.warnings
+            .push((line, one_safe_line(&format!("warning: {path}: {message}"))));
+    }
+
     /// A problem with the value at `path` (or where it would be written).
     fn at(&mut self, path: &YamlPath, message: impl fmt::Display) {
         let line = self.index.line(path);
@@ -546,6 +597,7 @@ fn validate(
         "group",
         &groups,
         false,
+        "auditors",
         problems,
     );
 
@@ -556,6 +608,7 @@ fn validate(
         "group",
         &groups,
         false,
+        "operators",
         problems,
     );
     let mfa_key = path_field_of(
@@ -597,6 +650,7 @@ fn validate(
         ca_lines: ca::lines(index),
         mfa_key,
         notify,
+        warnings: Vec::new(),
     })
 }
 
@@ -1004,6 +1058,7 @@ fn validate_rules(
             "group",
             groups,
             true,
+            &format!("rule {}", raw.name),
             problems,
         );
         check_group_list(
@@ -1012,6 +1067,7 @@ fn validate_rules(
             "host group",
             &host_group_names,
             true,
+            "",
             problems,
         );
 
@@ -1078,6 +1134,7 @@ fn validate_rules(
                 "group",
                 groups,
                 true,
+                &format!("rule {}", raw.name),
                 problems,
             );
             let eligible: Vec<&str> = users
@@ -1085,22 +1142,20 @@ fn validate_rules(
                 .filter(|u| u.in_any(&raw.approvers))
                 .map(|u| u.name.as_str())
                 .collect();
-            if approvals as usize > eligible.len() {
-                problems.at(
+            // Too few approvers is allowed (the last one may just have left: offboarding
+            // must go through), but said. With none at all, the empty group's warning says it.
+            if approvals as usize > eligible.len() && !eligible.is_empty() {
+                problems.warn(
                     &path.key("approvals"),
                     format_args!(
                         "needs {} approvals but only {} may approve under this rule ({}), \
-                         so no request could ever be approved",
+                         so no request under it can be approved until more join",
                         approvals,
                         match eligible.len() {
                             1 => "1 user".to_string(),
                             n => format!("{n} users"),
                         },
-                        if eligible.is_empty() {
-                            "none".to_string()
-                        } else {
-                            eligible.join(", ")
-                        }
+                        eligible.join(", ")
                     ),
                 );
             }
@@ -1232,13 +1287,17 @@ fn check_name_list(names: &[String], path: &YamlPath, what: &str, problems: &mut
     }
 }
 
-/// A list of groups (or host groups) that must each exist, and be at least one if `required`.
+/// A list of groups (or host groups) that must each be at least one if `required`. A host
+/// group must exist; a group of people that no user lists is a warning naming `named_by`
+/// (`rule dev-web`, `auditors`), never an error: removing a group's last member from
+/// `users:` must always take effect (offboarding), and nobody is in that group meanwhile.
 fn check_group_list(
     names: &[String],
     path: &YamlPath,
     what: &str,
     existing: &HashSet<&str>,
     required: bool,
+    named_by: &str,
     problems: &mut Problems<'_>,
 ) {
     if required && names.is_empty() {
@@ -1246,15 +1305,15 @@ fn check_group_list(
     }
     check_name_list(names, path, what, problems);
     for (i, name) in names.iter().enumerate() {
-        if check_name(name).is_ok() && !existing.contains(name.as_str()) {
-            let why = if what == "group" {
-                "no user lists it in groups"
-            } else {
-                "it is not defined under hosts"
-            };
+        if check_name(name).is_err() || existing.contains(name.as_str()) {
+            continue;
+        }
+        if what == "group" {
+            problems.empty_group(&path.index(i), name, named_by.to_string());
+        } else {
             problems.at(
                 &path.index(i),
-                format_args!("{what} {name} does not exist ({why})"),
+                format_args!("{what} {name} does not exist (it is not defined under hosts)"),
             );
         }
     }
@@ -1420,9 +1479,33 @@ auditors: [audit]
         assert_eq!(errors(&text), [want], "replacing {from:?} by {to:?}");
     }
 
+    /// The config is accepted, with exactly this one warning.
+    fn one_warning(from: &str, to: &str, want: &str) {
+        let text = good().replacen(from, to, 1);
+        assert_ne!(text, good(), "{from} not found");
+        let config = parse(&text, file()).unwrap_or_else(|e| panic!("refused: {e}"));
+        let warnings: Vec<String> = config.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(warnings, [want], "replacing {from:?} by {to:?}");
+    }
+
+    #[test]
+    fn a_group_nobody_is_in_is_one_warning_naming_its_rules() {
+        // The last member of dev leaves: the config stays good (offboarding goes through).
+        let text = good().replacen("groups: [dev]", "groups: []", 1);
+        assert_ne!(text, good());
+        let config = parse(&text, file()).unwrap_or_else(|e| panic!("refused: {e}"));
+        assert!(config.policy.user("alice").is_some());
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        let line = config.warnings[0].to_string();
+        assert!(line.contains("warning: group dev has no members"), "{line}");
+        assert!(line.contains("rule dev-web"), "{line}");
+        assert!(!line.contains('\n'));
+    }
+
     #[test]
     fn the_good_config_is_good() {
         let config = parse(&good(), file()).unwrap();
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         assert_eq!(config.file, file());
         assert_eq!(config.listen, "0.0.0.0:2200".parse().unwrap());
         assert_eq!(config.ca_key, Path::new("/etc/jitca/ca"));
@@ -1593,6 +1676,7 @@ rules:
     max_duration: 8d
     extensions: [permit-everything]
 "#;
+        // (Line 9's group nobody is in is a warning, not one of these.)
         let got = errors(text);
         let lines: Vec<&str> = got.iter().map(|e| e.split(": ").next().unwrap()).collect();
         assert_eq!(
@@ -1602,7 +1686,6 @@ rules:
                 "/etc/jitca/jitca.yaml:2",
                 "/etc/jitca/jitca.yaml:5",
                 "/etc/jitca/jitca.yaml:8",
-                "/etc/jitca/jitca.yaml:9",
                 "/etc/jitca/jitca.yaml:10",
                 "/etc/jitca/jitca.yaml:11",
                 "/etc/jitca/jitca.yaml:12",
@@ -1611,7 +1694,7 @@ rules:
             "{got:#?}"
         );
         let display = parse(text, file()).unwrap_err().to_string();
-        assert_eq!(display.lines().count(), 9);
+        assert_eq!(display.lines().count(), 8);
         assert!(
             display.starts_with(
                 "/etc/jitca/jitca.yaml:1: listen: \"nowhere\" is not a socket address"
@@ -1861,25 +1944,25 @@ rules:
 
     #[test]
     fn rule_references_must_exist() {
-        one_error(
+        one_warning(
             "requesters: [dev]",
             "requesters: [devs]",
-            "/etc/jitca/jitca.yaml:18: rules[0].requesters[0]: group devs does not exist (no user lists it in groups)",
+            "/etc/jitca/jitca.yaml:18: warning: group devs has no members (no user lists it in groups); rule dev-web: nobody can use that until someone joins it",
         );
         one_error(
             "hosts: [web]",
             "hosts: [web, web1]",
             "/etc/jitca/jitca.yaml:19: rules[0].hosts[1]: host group web1 does not exist (it is not defined under hosts)",
         );
-        one_error(
+        one_warning(
             "approvers: [sre]",
             "approvers: [sre, ops]",
-            "/etc/jitca/jitca.yaml:22: rules[0].approvers[1]: group ops does not exist (no user lists it in groups)",
+            "/etc/jitca/jitca.yaml:22: warning: group ops has no members (no user lists it in groups); rule dev-web: nobody can use that until someone joins it",
         );
-        one_error(
+        one_warning(
             "auditors: [audit]",
             "auditors: [audit, auditors]",
-            "/etc/jitca/jitca.yaml:23: auditors[1]: group auditors does not exist (no user lists it in groups)",
+            "/etc/jitca/jitca.yaml:23: warning: group auditors has no members (no user lists it in groups); auditors: nobody can use that until someone joins it",
         );
         one_error(
             "requesters: [dev]",
@@ -2063,10 +2146,10 @@ rules:
             "/etc/jitca/jitca.yaml:26: notify[0].events[0]: unknown event \"everything\"; known: \
              request_made, decided, break_glass, revoked, review_due",
         );
-        one_error(
+        one_warning(
             "auditors: [audit]\n",
             "auditors: [audit]\noperators: [ops]\n",
-            "/etc/jitca/jitca.yaml:24: operators[0]: group ops does not exist (no user lists it in groups)",
+            "/etc/jitca/jitca.yaml:24: warning: group ops has no members (no user lists it in groups); operators: nobody can use that until someone joins it",
         );
     }
 
@@ -2118,16 +2201,16 @@ rules:
             "",
             "/etc/jitca/jitca.yaml:17: rules[0].approvers: approvals is 1 but the rule names no approvers; add approvers: [GROUP] or set approvals: 0",
         );
-        one_error(
+        one_warning(
             "    approvers: [sre]\n",
             "    approvals: 3\n    approvers: [sre]\n",
-            "/etc/jitca/jitca.yaml:22: rules[0].approvals: needs 3 approvals but only 2 users may approve under this rule (bob, carol), so no request could ever be approved",
+            "/etc/jitca/jitca.yaml:22: warning: rules[0].approvals: needs 3 approvals but only 2 users may approve under this rule (bob, carol), so no request under it can be approved until more join",
         );
         // Members are counted once even when in two approver groups.
-        one_error(
+        one_warning(
             "    approvers: [sre]\n",
             "    approvals: 3\n    approvers: [sre, audit]\n",
-            "/etc/jitca/jitca.yaml:22: rules[0].approvals: needs 3 approvals but only 2 users may approve under this rule (bob, carol), so no request could ever be approved",
+            "/etc/jitca/jitca.yaml:22: warning: rules[0].approvals: needs 3 approvals but only 2 users may approve under this rule (bob, carol), so no request under it can be approved until more join",
         );
         assert!(
             parse(
@@ -2151,10 +2234,16 @@ rules:
     #[test]
     fn approvals_with_a_single_approver() {
         let text = good().replace("approvers: [sre]", "approvals: 2\n    approvers: [dev]");
+        let warnings: Vec<String> = parse(&text, file())
+            .unwrap()
+            .warnings
+            .iter()
+            .map(|w| w.to_string())
+            .collect();
         assert_eq!(
-            errors(&text),
+            warnings,
             [
-                "/etc/jitca/jitca.yaml:22: rules[0].approvals: needs 2 approvals but only 1 user may approve under this rule (alice), so no request could ever be approved"
+                "/etc/jitca/jitca.yaml:22: warning: rules[0].approvals: needs 2 approvals but only 1 user may approve under this rule (alice), so no request under it can be approved until more join"
             ]
         );
     }

@@ -366,6 +366,42 @@ impl Verifier {
         Ok(self.head)
     }
 
+    /// After the last record of a log that may have grown during the scan: `before` and
+    /// `after` are the stored heads read before and after it, `at_before` the verified head at
+    /// `before`'s seq (if the scan got there). Records up to `before` must all be there and end
+    /// in it; records past it chain on (checked by [`Verifier::next`]) and reach no further
+    /// than `after`. With nothing appended meanwhile this is [`Verifier::finish`].
+    pub fn finish_live(
+        self,
+        before: &Head,
+        at_before: Option<&Head>,
+        after: &Head,
+    ) -> Result<Head, ChainBreak> {
+        if self.head.seq <= before.seq {
+            // Nothing appended during the scan (or the tail was cut): the plain check.
+            return self.finish(Some(before));
+        }
+        if at_before.is_none_or(|h| h.hash != before.hash) {
+            return Err(ChainBreak {
+                seq: before.seq,
+                problem: "does not match the log's head: the end of the log was changed".into(),
+            });
+        }
+        if self.head.seq > after.seq || (self.head.seq == after.seq && self.head.hash != after.hash)
+        {
+            return Err(ChainBreak {
+                seq: self.head.seq,
+                problem: "does not match the log's head: the end of the log was changed".into(),
+            });
+        }
+        Ok(self.head)
+    }
+
+    /// The last record verified so far (genesis before any).
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
     pub fn count(&self) -> u64 {
         self.count
     }
@@ -416,6 +452,54 @@ mod tests {
 
     fn t(s: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(1_800_000_000 + s, 0).unwrap()
+    }
+
+    /// Verifies `lines` as a scan that started when the head was `before` and ended when it
+    /// was `after`.
+    fn verify_live(lines: &[Vec<u8>], before: &Head, after: &Head) -> Result<Head, ChainBreak> {
+        let mut v = Verifier::new();
+        let mut at_before = (before.seq == 0).then(Head::genesis);
+        for (i, line) in lines.iter().enumerate() {
+            v.next(i as u64 + 1, line)?;
+            if i as u64 + 1 == before.seq {
+                at_before = Some(v.head().clone());
+            }
+        }
+        v.finish_live(before, at_before.as_ref(), after)
+    }
+
+    #[test]
+    fn a_log_that_grows_during_the_scan_is_intact() {
+        let (lines, _) = chain(10);
+        let heads: Vec<Head> = (0..=10)
+            .map(|n| {
+                let mut v = Verifier::new();
+                for (i, line) in lines[..n].iter().enumerate() {
+                    v.next(i as u64 + 1, line).unwrap();
+                }
+                v.head().clone()
+            })
+            .collect();
+        // Head 4 before the scan, 10 after; the scan saw 7 records, or all 10.
+        assert_eq!(
+            verify_live(&lines[..7], &heads[4], &heads[10]).unwrap().seq,
+            7
+        );
+        assert_eq!(verify_live(&lines, &heads[4], &heads[10]).unwrap().seq, 10);
+        assert_eq!(verify_live(&lines, &heads[0], &heads[10]).unwrap().seq, 10);
+        // Nothing appended: as before.
+        assert_eq!(verify_live(&lines, &heads[10], &heads[10]).unwrap().seq, 10);
+        // Records cut below the head read first.
+        let cut = verify_live(&lines[..3], &heads[4], &heads[10]).unwrap_err();
+        assert_eq!(cut.seq, 4, "{cut}");
+        // A record beyond any head ever stored.
+        let beyond = verify_live(&lines, &heads[4], &heads[8]).unwrap_err();
+        assert!(beyond.problem.contains("head"), "{beyond}");
+        // The head read first does not match what the log holds at its seq.
+        let mut forged = heads[4].clone();
+        forged.hash = heads[5].hash.clone();
+        let changed = verify_live(&lines, &forged, &heads[10]).unwrap_err();
+        assert_eq!(changed.seq, 4, "{changed}");
     }
 
     fn chain(n: u64) -> (Vec<Vec<u8>>, Head) {

@@ -148,10 +148,21 @@ pub struct KrlState {
 
 /// What a verification found: the intact chain's head, or the first broken record.
 pub fn verify_audit(store: &dyn Store) -> Result<Result<Head, ChainBreak>, StoreError> {
+    // One consistent view of a log that may grow while it is read: the head read first names
+    // records that all exist before the scan starts; records appended during the scan must
+    // chain on from it, and none may lie beyond the head read last. Reading the head only at
+    // the end took records that landed meanwhile for a cut-off tail.
+    let before = store.audit_head()?;
     let mut verifier = audit::Verifier::new();
+    let mut at_before = (before.seq == 0).then(Head::genesis);
     let mut broken = None;
     store.raw_audit(&mut |seq, line| match verifier.next(seq, line) {
-        Ok(()) => true,
+        Ok(()) => {
+            if seq == before.seq {
+                at_before = Some(verifier.head().clone());
+            }
+            true
+        }
         Err(e) => {
             broken = Some(e);
             false
@@ -160,5 +171,6 @@ pub fn verify_audit(store: &dyn Store) -> Result<Result<Head, ChainBreak>, Store
     if let Some(b) = broken {
         return Ok(Err(b));
     }
-    Ok(verifier.finish(Some(&store.audit_head()?)))
+    let after = store.audit_head()?;
+    Ok(verifier.finish_live(&before, at_before.as_ref(), &after))
 }

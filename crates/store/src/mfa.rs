@@ -45,6 +45,11 @@ pub struct SecondFactor {
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmed_at: Option<DateTime<Utc>>,
+    /// When the most recent wrong codes were given (at most the limit's count, oldest first):
+    /// stored, so the wrong-code limit holds across connections and restarts, and changed by
+    /// the same compare-and-swap as the rest, so racing connections count every one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wrong_codes: Vec<DateTime<Utc>>,
 }
 
 /// A second factor as read, with the token a later [`crate::Store::swap_second_factor`] must
@@ -143,6 +148,7 @@ mod tests {
             last_step,
             created_at: Utc::now(),
             confirmed_at: None,
+            wrong_codes: Vec::new(),
         }
     }
 

@@ -32,6 +32,8 @@ const MAX_COMMAND_LINE: usize = 8 * 1024;
 pub(crate) struct Ctx {
     pub authority: Arc<Authority>,
     pub caller: Caller,
+    /// The key the connection authenticated with ([`Ctx::identify_again`]).
+    pub key: russh::keys::PublicKey,
     pub out: Output,
     /// Taken by the command that reads it; the others leave it.
     pub stdin: Option<Stdin>,
@@ -63,6 +65,14 @@ impl From<AuthorityError> for Failure {
 pub(crate) type Outcome = Result<(), Failure>;
 
 impl Ctx {
+    /// Refuses unless the connection's key still identifies its caller under the policy in
+    /// force: checked before every command, and by `watch` at every reload.
+    pub(crate) fn identify_again(&self) -> Result<(), Failure> {
+        self.authority
+            .identify_again(&self.key, &self.caller.user)
+            .map_err(Failure::from)
+    }
+
     /// Runs an authority operation on a blocking thread: it finishes even if the client leaves.
     pub(crate) async fn call<T: Send + 'static>(
         &self,
@@ -102,6 +112,9 @@ pub(crate) async fn dispatch(ctx: &mut Ctx, line: &[u8]) -> u32 {
 }
 
 async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
+    // Identity on every command: the config may have changed since the connection
+    // authenticated (ssh multiplexing keeps one open for as long as it likes).
+    ctx.identify_again()?;
     let (name, args) = split(line)?;
     let args = args.as_slice();
     match name.as_str() {

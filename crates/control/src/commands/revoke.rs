@@ -19,7 +19,7 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     let serial = request.issuance().map_or(0, |i| i.serial);
     ctx.out
         .stderr(&format!(
-            "request {}: certificate serial {serial} revoked",
+            "request {}: certificate serial {serial} revoked; hosts refuse it at their next KRL refresh (open sessions end then too)",
             request.id
         ))
         .await;

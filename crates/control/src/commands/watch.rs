@@ -48,8 +48,17 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     ctx.out
         .stderr("watching requests you may approve; close the connection to stop")
         .await;
+    let mut reloads = ctx.authority.policy_changes();
     loop {
-        match changes.recv().await {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            // A reload: the watch ends if it removed this person or key.
+            Ok(()) = reloads.changed() => {
+                ctx.identify_again()?;
+                continue;
+            }
+        };
+        match change {
             Ok(id) => {
                 let found = ctx
                     .call(move |a, c| {

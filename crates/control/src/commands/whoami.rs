@@ -86,6 +86,28 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     }
     if policy.is_operator(name) {
         let _ = writeln!(text, "operator yes");
+        // Where revocations stand: a krl_path that cannot be written is an operator's problem.
+        let status = ctx.call(|a, _| a.krl_status()).await?;
+        let _ = write!(text, "krl      version {}", status.version);
+        match status.path {
+            None => {}
+            Some((path, None)) => {
+                let _ = write!(text, "; krl_path {} written", path.display());
+            }
+            Some((path, Some(failing))) => {
+                let _ = write!(
+                    text,
+                    "; krl_path {} NOT WRITTEN since {} ({} attempts): {}",
+                    path.display(),
+                    failing
+                        .since
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    failing.attempts,
+                    crate::render::clean(&failing.error)
+                );
+            }
+        }
+        let _ = writeln!(text);
     }
     ctx.out.stdout(text).await;
     Ok(())
