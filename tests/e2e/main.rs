@@ -15,3 +15,5 @@ mod mfa;
 mod quickstart;
 mod refusals;
 mod revocation;
+mod faults;
+mod offboarding;

@@ -211,14 +211,14 @@ fn removing_a_user_from_the_config_revokes_their_access() {
     let good = std::fs::read_to_string(&ca.config).unwrap();
     std::fs::write(
         &ca.config,
-        good.replace("approvers: [dba]", "approvers: [nobody-here]"),
+        good.replace("hosts: [db]", "hosts: [nowhere-here]"),
     )
     .unwrap();
     ca.signal("HUP");
     wait_for("the refused reload in the log", || {
         ca.log.lock().unwrap().contains("config reload refused")
     });
-    assert!(ca.log.lock().unwrap().contains("nobody-here"));
+    assert!(ca.log.lock().unwrap().contains("nowhere-here"));
     ca.ssh(&team.alice, "whoami", None).ok();
     lab.login("root", &team.alice.key, &cert).ok();
 
