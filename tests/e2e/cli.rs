@@ -78,6 +78,20 @@ fn invalid(config: &str, line: usize, needle: &str) {
     );
 }
 
+/// Accepted (exit 0), with one warning line on stderr at `line` containing `needle`.
+#[track_caller]
+fn warned(config: &str, line: usize, needle: &str) {
+    let out = check(config);
+    assert_eq!(out.status, 0, "{out:?}");
+    let warnings: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(warnings.len(), 1, "{out:#?}");
+    let wanted = format!("jitca.yaml:{line}: warning: ");
+    assert!(
+        warnings[0].contains(&wanted) && warnings[0].contains(needle),
+        "expected {wanted}...{needle} in {out:#?}"
+    );
+}
+
 #[test]
 fn check_names_the_line_and_the_problem() {
     let team = Team::new();
@@ -88,9 +102,10 @@ fn check_names_the_line_and_the_problem() {
     // An unknown key.
     let c = good.replace("pending_ttl: 1h", "pending_ttl: 1h\nmax_everything: 3");
     invalid(&c, line_of("pending_ttl") + 1, "max_everything");
-    // A rule naming a group or host group that does not exist.
+    // A rule naming a group nobody is in: a warning (its last member may have left), exit 0.
     let c = good.replace("approvers: [dba]", "approvers: [dbadmins]");
-    invalid(&c, line_of("approvers: [dba]"), "dbadmins");
+    warned(&c, line_of("approvers: [dba]"), "group dbadmins has no members");
+    // A rule naming a host group that does not exist.
     let c = good.replace("hosts: [db]", "hosts: [database]");
     invalid(&c, line_of("hosts: [db]"), "database");
     // A key that does not parse.
@@ -118,11 +133,11 @@ fn check_names_the_line_and_the_problem() {
     invalid(&c, line_of("data_dir") + 1, "{host}");
     // Several problems: each is named.
     let c = good
-        .replace("approvers: [dba]", "approvers: [dbadmins]")
+        .replace("hosts: [db]", "hosts: [database]")
         .replace("permit-port-forwarding", "permit-everything");
     let out = check(&c);
     assert!(
-        out.stderr.contains("dbadmins") && out.stderr.contains("permit-everything"),
+        out.stderr.contains("database") && out.stderr.contains("permit-everything"),
         "{out:?}"
     );
 }
