@@ -230,7 +230,7 @@ impl Authority {
                 failure.attempts += 1;
                 failure.error = e.to_string();
                 // Every failure for the first minute, then about once a minute.
-                if failure.attempts <= 12 || failure.attempts % 12 == 0 {
+                if failure.attempts <= 12 || failure.attempts.is_multiple_of(12) {
                     tracing::error!(path = %path.display(), error = %e,
                         attempts = failure.attempts, since = %failure.since,
                         "cannot write krl_path: hosts that read it miss the latest \
