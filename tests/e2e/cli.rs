@@ -104,7 +104,11 @@ fn check_names_the_line_and_the_problem() {
     invalid(&c, line_of("pending_ttl") + 1, "max_everything");
     // A rule naming a group nobody is in: a warning (its last member may have left), exit 0.
     let c = good.replace("approvers: [dba]", "approvers: [dbadmins]");
-    warned(&c, line_of("approvers: [dba]"), "group dbadmins has no members");
+    warned(
+        &c,
+        line_of("approvers: [dba]"),
+        "group dbadmins has no members",
+    );
     // A rule naming a host group that does not exist.
     let c = good.replace("hosts: [db]", "hosts: [database]");
     invalid(&c, line_of("hosts: [db]"), "database");

@@ -268,12 +268,10 @@ fn approvals_count_only_while_their_approvers_are_eligible() {
     ));
 
     // Bob leaves; dev-web now asks for a ticket in the reason.
-    let changed = config
-        .replace(&entry(&team.bob, "sre"), "")
-        .replace(
-            "    logins: [root, nobody]\n",
-            "    logins: [root, nobody]\n    reason_pattern: \"^INC-[0-9]+\"\n",
-        );
+    let changed = config.replace(&entry(&team.bob, "sre"), "").replace(
+        "    logins: [root, nobody]\n",
+        "    logins: [root, nobody]\n    reason_pattern: \"^INC-[0-9]+\"\n",
+    );
     assert!(changed.contains("reason_pattern"));
     reload(&ca, &changed);
 
@@ -297,7 +295,9 @@ fn approvals_count_only_while_their_approvers_are_eligible() {
     let cert = save_cert(
         team.dir.path(),
         "pair",
-        &ca.ssh(&team.alice, &format!("get {pair}"), None).ok().stdout,
+        &ca.ssh(&team.alice, &format!("get {pair}"), None)
+            .ok()
+            .stdout,
     );
     let listed = keygen_l(&cert);
     assert!(
@@ -337,7 +337,9 @@ fn a_reload_never_leaves_a_removed_person_an_issued_certificate() {
             issued
         })
     };
-    wait_for("a first certificate", || !ca.list_json(&team.ivy).is_empty());
+    wait_for("a first certificate", || {
+        !ca.list_json(&team.ivy).is_empty()
+    });
     reload(&ca, &config.replace(&entry(&team.alice, "dev"), ""));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let issued = requester.join().unwrap();

@@ -157,10 +157,14 @@ impl Authority {
                     let durable = self.durable();
                     self.publish_krl();
                     self.announce(id);
-                    durable?;
                     self.tell(Notice::Revoked, &next, Some(by));
                     if review_due {
                         self.tell(Notice::ReviewDue, &next, None);
+                    }
+                    if let Err(e) = durable {
+                        // Stored and published, not yet durable: the sweeper retries.
+                        self.retry.lock().expect("retry lock").durable = true;
+                        return Err(e);
                     }
                     return Ok(next);
                 }
