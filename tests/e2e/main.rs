@@ -15,3 +15,4 @@ mod mfa;
 mod quickstart;
 mod refusals;
 mod revocation;
+mod sessions;
