@@ -10,12 +10,15 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 /// A CA, a host `lab1` whose `sshd` logs to a file and reads the KRL the refresh installs,
-/// and the host's pinned copy of the CA's host key.
+/// and the host's pinned copy of the CA's host key. The `sshd` also trusts a second, foreign
+/// CA (`foreign_ca` in `dir`), and listens on `::1` too when this machine has IPv6.
 struct Host {
     team: Team,
     ca: Ca,
     sshd: Sshd,
     dir: tempfile::TempDir,
+    /// `::1` when the `sshd` listens there, else `127.0.0.1`.
+    v6: &'static str,
 }
 
 impl Host {
@@ -30,17 +33,33 @@ impl Host {
         )
         .unwrap();
         let krl = dir.path().join("jitca.krl");
+        let foreign = dir.path().join("foreign_ca");
+        keygen(&foreign, "another-ca");
+        let cas = dir.path().join("cas.pub");
+        std::fs::write(
+            &cas,
+            std::fs::read_to_string(ca.ca_pub()).unwrap()
+                + &std::fs::read_to_string(pub_path(&foreign)).unwrap(),
+        )
+        .unwrap();
+        let v6 = if std::net::TcpListener::bind("[::1]:0").is_ok() {
+            "::1"
+        } else {
+            "127.0.0.1"
+        };
+        let listen_v6 = if v6 == "::1" { "ListenAddress ::1" } else { "" };
         let sshd = Sshd::start(
             "lab1",
-            &ca.ca_pub(),
+            &cas,
             &["root"],
-            &format!("RevokedKeys {}", krl.display()),
+            &format!("RevokedKeys {}\n{listen_v6}", krl.display()),
         );
         let host = Host {
             team,
             ca,
             sshd,
             dir,
+            v6,
         };
         // The KRL is in place before anyone logs in, as on a real host.
         let first = host.refresh(&[]);
@@ -102,16 +121,49 @@ impl Host {
         }
     }
 
+    /// A certificate for alice's key signed by the foreign CA, with `serial`.
+    fn foreign_cert(&self, serial: u64) -> Cert {
+        let key = self.dir.path().join("alice_foreign");
+        std::fs::copy(&self.team.alice.key, &key).unwrap();
+        std::fs::copy(pub_path(&self.team.alice.key), pub_path(&key)).unwrap();
+        let out = run(
+            Command::new("ssh-keygen")
+                .arg("-q")
+                .arg("-s")
+                .arg(self.dir.path().join("foreign_ca"))
+                .args(["-I", "foreign-alice", "-n", "root@lab1", "-V", "+30m", "-z"])
+                .arg(serial.to_string())
+                .arg(pub_path(&key)),
+            None,
+        );
+        out.ok();
+        Cert {
+            path: self.dir.path().join("alice_foreign-cert.pub"),
+            id: String::new(),
+            serial,
+            key_id: "foreign-alice".into(),
+        }
+    }
+
     /// An SSH connection to `lab1` as root with `cert`, held open (`ssh -N`) as a multiplexing
     /// master, so commands can be run over that very connection later.
     fn hold(&self, cert: &Cert) -> Session {
-        let control = self.dir.path().join(format!("mux-{}", cert.serial));
+        self.hold_at(cert, "127.0.0.1")
+    }
+
+    /// The same, to the `sshd` at `addr`.
+    fn hold_at(&self, cert: &Cert, addr: &str) -> Session {
+        let control = self
+            .dir
+            .path()
+            .join(format!("mux-{}-{}", cert.serial, cert.key_id.len()));
         let mut cmd = ssh_client(&self.team.alice.key);
         cmd.arg("-o")
             .arg(format!("CertificateFile={}", cert.path.display()))
             .args(["-o", "ControlMaster=yes", "-o"])
             .arg(format!("ControlPath={}", control.display()))
-            .args(["-N", "-p", &self.sshd.port.to_string(), "root@127.0.0.1"])
+            .args(["-N", "-p", &self.sshd.port.to_string()])
+            .arg(format!("root@{addr}"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -121,6 +173,7 @@ impl Host {
             control,
             port: self.sshd.port,
             key: self.team.alice.key.clone(),
+            addr: addr.to_string(),
         };
         let logged = format!("ID {} (serial {}) CA ", cert.key_id, cert.serial);
         wait_for("the session to log in", || {
@@ -155,6 +208,7 @@ struct Session {
     control: PathBuf,
     port: u16,
     key: PathBuf,
+    addr: String,
 }
 
 impl Session {
@@ -181,8 +235,8 @@ impl Session {
         cmd.arg("-o")
             .arg(format!("ControlPath={}", self.control.display()))
             .args(["-o", "ControlMaster=no", "-p", &self.port.to_string()])
-            .arg("root@127.0.0.1")
-            .arg("true");
+            .arg(format!("root@{}", self.addr))
+            .arg("echo open");
         run(&mut cmd, None)
     }
 
@@ -192,8 +246,8 @@ impl Session {
         assert!(self.running(), "the session was ended");
         let out = self.command();
         out.ok();
-        // The lab rule's forced command answers on the same connection.
-        assert!(out.stdout.contains("forced"), "{out:?}");
+        // The lab rule's forced command, or ours, answers on the same connection.
+        assert!(["forced", "open"].contains(&out.stdout.trim()), "{out:?}");
     }
 }
 
@@ -257,10 +311,14 @@ fn a_revoked_certificates_session_is_ended_and_a_live_ones_stays() {
     let host = Host::start();
     let doomed = host.cert("doomed", "30m");
     let kept = host.cert("kept", "30m");
-    let mut doomed_session = host.hold(&doomed);
+    // Over IPv6 when the machine has it: ss writes [::1]:PORT, sshd's log ::1.
+    let mut doomed_session = host.hold_at(&doomed, host.v6);
     let mut kept_session = host.hold(&kept);
+    // Another CA's certificate with the same serial is none of jitca's business.
+    let foreign = host.foreign_cert(doomed.serial);
+    let mut foreign_session = host.hold(&foreign);
     let children = host.sshd_children();
-    assert!(children.len() >= 2, "{children:?}");
+    assert!(children.len() >= 3, "{children:?}");
 
     // Nothing revoked yet: the refresh ends nothing.
     let out = host.refresh(&[]);
@@ -295,11 +353,13 @@ fn a_revoked_certificates_session_is_ended_and_a_live_ones_stays() {
     assert_ne!(doomed_session.command().status, 0);
 
     kept_session.assert_open();
-    // And it stays so on the next run.
+    foreign_session.assert_open();
+    // And they stay so on the next run.
     let again = host.refresh(&[]);
     again.ok();
     assert!(ended_lines(&again).is_empty(), "{again:?}");
     kept_session.assert_open();
+    foreign_session.assert_open();
 }
 
 #[test]
