@@ -17,3 +17,4 @@ mod offboarding;
 mod quickstart;
 mod refusals;
 mod revocation;
+mod sessions;

@@ -13,6 +13,7 @@ pub mod governance;
 mod lifecycle;
 pub mod mfa;
 mod revocation;
+mod status;
 
 pub use audit::{AuthFailure, parse_time};
 pub use error::AuthorityError;
@@ -25,3 +26,4 @@ pub use lifecycle::{
     Authority, Caller, Factor, ListFilter, NewRequest, Notice, Notify, Settings, grant_of,
 };
 pub use revocation::{KRL_GRACE, KrlStatus, PathFailure};
+pub use status::{CertState, SerialStatus};

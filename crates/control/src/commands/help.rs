@@ -28,6 +28,8 @@ jitca: temporary, approved SSH access. Run commands as `HINT COMMAND [ARGS]`.
                                        auditors; never the requester)
   usage --sshd-log - < auth.log        record which grants sshd logged in (auditors)
   krl > FILE                           the current OpenSSH KRL (for RevokedKeys), binary
+  status SERIAL...                     per certificate serial: live|revoked|expired|unknown
+                                       and its valid-before in Unix seconds (for hosts)
   ca-key                               the CA public key (for TrustedUserCAKeys)
   audit [--since T] [--until T] [--user U] [--host H] [--serial N] [--request ID] [--json]
                                        the audit log (auditors); T like 2026-11-29, an

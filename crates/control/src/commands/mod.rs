@@ -14,6 +14,7 @@ mod request;
 mod review;
 mod revoke;
 mod show;
+mod status;
 mod usage;
 mod watch;
 mod whoami;
@@ -131,6 +132,7 @@ async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
         "review" => review::run(ctx, args).await,
         "usage" => usage::run(ctx, args).await,
         "krl" => krl::run(ctx, args).await,
+        "status" => status::run(ctx, args).await,
         "watch" => watch::run(ctx, args).await,
         "ca-key" => ca_key::run(ctx, args).await,
         "mfa" => mfa::run(ctx, args).await,
@@ -231,6 +233,9 @@ fn check_inner(line: &[u8]) -> Result<CheckedCommand, Failure> {
         "review" => checked.reason = Some(review::check(&args)?.2),
         "usage" => usage::check(&args)?,
         "krl" => grammar(&krl::SPEC)?,
+        "status" => {
+            status::check(&args)?;
+        }
         "watch" => grammar(&watch::SPEC)?,
         "ca-key" => grammar(&ca_key::SPEC)?,
         "mfa" => mfa::check(&args)?,
@@ -300,6 +305,7 @@ mod tests {
             "list --unreviewed --unused",
             "request web1 --as deploy --for 1h --reason INC-1 --break-glass",
             "krl",
+            "status 1 42",
             "watch",
             "ca-key",
             "mfa enroll",
@@ -318,6 +324,7 @@ mod tests {
         assert_eq!(refusal("").status, 2);
         assert_eq!(refusal("rm -rf /").status, 2);
         assert_eq!(refusal("show").status, 2);
+        assert_eq!(refusal("status 1 x").status, 2);
         let bad_host = refusal("request web* --as deploy --for 1h --reason x");
         assert_eq!(bad_host.status, 1);
         assert!(bad_host.message.contains("'*'"), "{bad_host}");
