@@ -31,32 +31,6 @@ fn revoked_by(krl: &Path, cert: &Path) -> bool {
     }
 }
 
-/// Requests a `lab1` certificate (no approval needed) and saves it under `name`.
-fn lab_cert(ca: &Ca, team: &Team, name: &str) -> (String, PathBuf) {
-    let out = ca.request(
-        &team.alice,
-        &format!("lab1 --as root --for 30m --reason {name}"),
-    );
-    out.ok();
-    let id = ca
-        .list_json(&team.alice)
-        .into_iter()
-        .find(|r| r["reason"] == name)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (id, save_cert(team.dir.path(), name, &out.stdout))
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// The `krl      ...` line of an operator's `whoami`.
 fn krl_line(ca: &Ca, operator: &Person) -> String {
     let out = ca.ssh(operator, "whoami", None);

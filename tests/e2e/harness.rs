@@ -355,6 +355,17 @@ impl Ca {
             .collect()
     }
 
+    /// The id of `who`'s request made with `reason`.
+    pub fn id_by_reason(&self, who: &Person, reason: &str) -> String {
+        self.list_json(who)
+            .into_iter()
+            .find(|r| r["reason"] == reason)
+            .unwrap_or_else(|| panic!("no request with reason {reason:?}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     pub fn show_json(&self, who: &Person, id: &str) -> serde_json::Value {
         let out = self.ssh(who, &format!("show {id} --json"), None);
         out.ok();
@@ -574,6 +585,39 @@ impl Team {
             user(&self.web1, ""),
         )
     }
+}
+
+/// Polls `done` every 100 ms, for at most 20 s.
+#[track_caller]
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Requests a `lab1` certificate for alice (no approval needed) and saves it under `name`
+/// (also the reason): the request id and the certificate's path.
+pub fn lab_cert(ca: &Ca, team: &Team, name: &str) -> (String, PathBuf) {
+    let out = ca.request(
+        &team.alice,
+        &format!("lab1 --as root --for 30m --reason {name}"),
+    );
+    out.ok();
+    let id = ca.id_by_reason(&team.alice, name);
+    (id, save_cert(team.dir.path(), name, &out.stdout))
+}
+
+/// A known_hosts file in `dir` that pins the CA's host key, as a host keeps it.
+pub fn pin_ca_host_key(ca: &Ca, dir: &Path) -> PathBuf {
+    let host_pub = std::fs::read_to_string(ca.dir.path().join("host_ed25519.pub")).unwrap();
+    let path = dir.join("known_hosts");
+    std::fs::write(&path, format!("[127.0.0.1]:{} {host_pub}", ca.port)).unwrap();
+    path
 }
 
 /// The request id a `request --no-wait` printed.

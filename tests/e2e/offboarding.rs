@@ -9,14 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// The config entry of `who` as `Team::config` writes it.
 fn entry(who: &Person, groups: &str) -> String {
     format!(
@@ -52,12 +44,7 @@ struct Host {
 impl Host {
     fn new(ca: &Ca) -> Host {
         let dir = tempfile::tempdir().unwrap();
-        let host_pub = std::fs::read_to_string(ca.dir.path().join("host_ed25519.pub")).unwrap();
-        std::fs::write(
-            dir.path().join("known_hosts"),
-            format!("[127.0.0.1]:{} {host_pub}", ca.port),
-        )
-        .unwrap();
+        pin_ca_host_key(ca, dir.path());
         let krl = dir.path().join("jitca.krl");
         Host { dir, krl }
     }

@@ -1,10 +1,8 @@
 //! Revocation that stock `sshd` enforces: `done`, `revoke`, users removed from the config, the
 //! KRL file and the host-side refresh.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::thread;
-use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
@@ -52,32 +50,6 @@ fn krl_version(krl: &Path) -> u64 {
         .find_map(|l| l.strip_prefix("# KRL version "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no version in {out:?}"))
-}
-
-/// Requests a `lab1` certificate (no approval needed) and saves it under `name`.
-fn lab_cert(ca: &Ca, team: &Team, name: &str) -> (String, PathBuf) {
-    let out = ca.request(
-        &team.alice,
-        &format!("lab1 --as root --for 30m --reason {name}"),
-    );
-    out.ok();
-    let id = ca
-        .list_json(&team.alice)
-        .into_iter()
-        .find(|r| r["reason"] == name)
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    (id, save_cert(team.dir.path(), name, &out.stdout))
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]
@@ -283,9 +255,7 @@ fn the_host_refresh_installs_the_krl_and_keeps_the_last_good_one() {
     let team = Team::new();
     let mut ca = Ca::start(&team.config("1h"));
     let host = tempfile::tempdir().unwrap();
-    let known_hosts = host.path().join("known_hosts");
-    let host_pub = std::fs::read_to_string(ca.dir.path().join("host_ed25519.pub")).unwrap();
-    std::fs::write(&known_hosts, format!("[127.0.0.1]:{} {host_pub}", ca.port)).unwrap();
+    let known_hosts = pin_ca_host_key(&ca, host.path());
     let dest = host.path().join("jitca.krl");
     let port = ca.port;
     let refresh = |known: &Path| {

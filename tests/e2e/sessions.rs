@@ -26,12 +26,7 @@ impl Host {
         let team = Team::new();
         let ca = Ca::start(&team.config("1h"));
         let dir = tempfile::tempdir().unwrap();
-        let host_pub = std::fs::read_to_string(ca.dir.path().join("host_ed25519.pub")).unwrap();
-        std::fs::write(
-            dir.path().join("known_hosts"),
-            format!("[127.0.0.1]:{} {host_pub}", ca.port),
-        )
-        .unwrap();
+        pin_ca_host_key(&ca, dir.path());
         let krl = dir.path().join("jitca.krl");
         let foreign = dir.path().join("foreign_ca");
         keygen(&foreign, "another-ca");
@@ -104,15 +99,7 @@ impl Host {
                 .trim()
                 .to_string()
         };
-        let id = self
-            .ca
-            .list_json(&self.team.alice)
-            .into_iter()
-            .find(|r| r["reason"] == name)
-            .unwrap()["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let id = self.ca.id_by_reason(&self.team.alice, name);
         Cert {
             path,
             id,
@@ -255,14 +242,6 @@ impl Drop for Session {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
     }
 }
 
