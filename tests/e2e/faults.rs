@@ -4,7 +4,6 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
@@ -13,23 +12,6 @@ use std::time::{Duration, Instant};
 use jitca_mfa::{Secret, step_of};
 
 use crate::harness::*;
-
-/// `ssh-keygen -Q -f KRL CERT`: true when the KRL revokes the certificate.
-fn revoked_by(krl: &Path, cert: &Path) -> bool {
-    let out = run(
-        Command::new("ssh-keygen")
-            .arg("-Q")
-            .arg("-f")
-            .arg(krl)
-            .arg(cert),
-        None,
-    );
-    match out.status {
-        0 => false,
-        1 => true,
-        _ => panic!("ssh-keygen -Q failed: {out:?}"),
-    }
-}
 
 /// The `krl      ...` line of an operator's `whoami`.
 fn krl_line(ca: &Ca, operator: &Person) -> String {
@@ -261,13 +243,7 @@ fn askpass(dir: &Path, name: &str, answer: &str) -> PathBuf {
 
 /// `ssh` as `who` on `port`, answering the code prompt through `script`.
 fn ssh_code(port: u16, who: &Person, script: &Path, command: &str, stdin: Option<&[u8]>) -> Out {
-    let mut cmd = Command::new("ssh");
-    client_options_for(&mut cmd, &who.key, true);
-    cmd.args(["-p", &port.to_string(), "jitca@127.0.0.1", command]);
-    cmd.env("SSH_ASKPASS", script)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0");
-    run(&mut cmd, stdin)
+    ssh_answering(port, who, script, command, stdin)
 }
 
 /// Enrols `who` and confirms with the current code: their secret and the step confirmed.

@@ -612,6 +612,41 @@ pub fn lab_cert(ca: &Ca, team: &Team, name: &str) -> (String, PathBuf) {
     (id, save_cert(team.dir.path(), name, &out.stdout))
 }
 
+/// `ssh-keygen -Q -f KRL CERT`: true when the KRL revokes the certificate.
+pub fn revoked_by(krl: &Path, cert: &Path) -> bool {
+    let out = run(
+        Command::new("ssh-keygen")
+            .arg("-Q")
+            .arg("-f")
+            .arg(krl)
+            .arg(cert),
+        None,
+    );
+    match out.status {
+        0 => false,
+        1 => true,
+        _ => panic!("ssh-keygen -Q failed: {out:?}"),
+    }
+}
+
+/// `ssh -p PORT jitca@127.0.0.1 COMMAND` as `who`, answering the one-time-code prompt with
+/// the askpass `script`, as a script would.
+pub fn ssh_answering(
+    port: u16,
+    who: &Person,
+    script: &Path,
+    command: &str,
+    stdin: Option<&[u8]>,
+) -> Out {
+    let mut cmd = Command::new("ssh");
+    client_options_for(&mut cmd, &who.key, true);
+    cmd.args(["-p", &port.to_string(), "jitca@127.0.0.1", command]);
+    cmd.env("SSH_ASKPASS", script)
+        .env("SSH_ASKPASS_REQUIRE", "force")
+        .env("DISPLAY", ":0");
+    run(&mut cmd, stdin)
+}
+
 /// A known_hosts file in `dir` that pins the CA's host key, as a host keeps it.
 pub fn pin_ca_host_key(ca: &Ca, dir: &Path) -> PathBuf {
     let host_pub = std::fs::read_to_string(ca.dir.path().join("host_ed25519.pub")).unwrap();

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use jitca_mfa::{Secret, step_of};
 
-use crate::harness::{Ca, Out, Person, Team, client_options_for, id_of, run};
+use crate::harness::{Ca, Out, Person, Team, id_of, run, ssh_answering};
 
 /// The team's config with `dev-web` needing a code from requester and approver, `dev-pair`
 /// from its approvers, and sre as operators.
@@ -49,13 +49,7 @@ fn ssh_code(ca: &Ca, who: &Person, answer: &str, command: &str, stdin: Option<&[
     let scripts = ca.dir.path().join("askpass");
     std::fs::create_dir_all(&scripts).unwrap();
     let script = askpass(&scripts, answer);
-    let mut cmd = Command::new("ssh");
-    client_options_for(&mut cmd, &who.key, true);
-    cmd.args(["-p", &ca.port.to_string(), "jitca@127.0.0.1", command]);
-    cmd.env("SSH_ASKPASS", &script)
-        .env("SSH_ASKPASS_REQUIRE", "force")
-        .env("DISPLAY", ":0");
-    run(&mut cmd, stdin)
+    ssh_answering(ca.port, who, &script, command, stdin)
 }
 
 /// Enrols `who` and confirms with the current code: their secret and the step confirmed.

@@ -22,23 +22,6 @@ fn sshd_with_krl(ca: &Ca, host: &str) -> Sshd {
     )
 }
 
-/// `ssh-keygen -Q -f KRL CERT`: true when the KRL revokes the certificate.
-fn revoked_by(krl: &Path, cert: &Path) -> bool {
-    let out = run(
-        Command::new("ssh-keygen")
-            .arg("-Q")
-            .arg("-f")
-            .arg(krl)
-            .arg(cert),
-        None,
-    );
-    match out.status {
-        0 => false,
-        1 => true,
-        _ => panic!("ssh-keygen -Q failed: {out:?}"),
-    }
-}
-
 fn krl_version(krl: &Path) -> u64 {
     let out = run(
         Command::new("ssh-keygen").args(["-Q", "-l", "-f"]).arg(krl),
