@@ -390,3 +390,42 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::log_filter;
+
+    /// Whether a `level` event from russh's server (where its "unknown channel request" line
+    /// comes from) and one from jitca pass the filter `JITCA_LOG` gives.
+    fn shown(asked: Option<&str>, level: Level) -> (bool, bool) {
+        let subscriber = tracing_subscriber::registry().with(log_filter(asked));
+        tracing::subscriber::with_default(subscriber, || {
+            macro_rules! at {
+                ($target:literal) => {
+                    match level {
+                        Level::WARN => tracing::enabled!(target: $target, Level::WARN),
+                        Level::INFO => tracing::enabled!(target: $target, Level::INFO),
+                        _ => tracing::enabled!(target: $target, Level::DEBUG),
+                    }
+                };
+            }
+            (at!("russh::server::encrypted"), at!("jitca::serve"))
+        })
+    }
+
+    #[test]
+    fn russh_channel_request_notices_show_only_at_debug() {
+        // By default, and with an explicit info or warn: russh's warn and info are kept out,
+        // jitca's are not.
+        for asked in [None, Some("info"), Some("warn"), Some("not a filter[")] {
+            assert_eq!(shown(asked, Level::WARN), (false, true), "{asked:?}");
+            assert_eq!(shown(asked, Level::INFO).0, false, "{asked:?}");
+        }
+        // Asking for debug, or naming russh, shows them.
+        assert_eq!(shown(Some("debug"), Level::WARN), (true, true));
+        assert_eq!(shown(Some("info,russh=warn"), Level::WARN), (true, true));
+    }
+}
