@@ -201,6 +201,74 @@ fn a_reload_refused_is_counted() {
     );
 }
 
+#[test]
+fn krl_path_failures_and_dropped_webhook_alerts_are_counted() {
+    let team = Team::new();
+    let metrics_port = free_port();
+    // A webhook endpoint that refuses every alert with 400: no retry, dropped at once.
+    let hook = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let hook_port = hook.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in hook.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            stream
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let mut buffer = [0u8; 65536];
+            let _ = stream.read(&mut buffer);
+            let _ = stream.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    let krl_dir = tempfile::tempdir().unwrap();
+    let krl_path = krl_dir.path().join("not-yet").join("jitca.krl");
+    let config = team.config("1h").replacen(
+        "listen: \"127.0.0.1:0\"\n",
+        &format!(
+            "listen: \"127.0.0.1:0\"\nmetrics_listen: \"127.0.0.1:{metrics_port}\"\n\
+             krl_path: {}\nnotify:\n  - url: http://127.0.0.1:{hook_port}/hook\n",
+            krl_path.display()
+        ),
+        1,
+    );
+    let ca = Ca::start(&config);
+    // Its folder is missing: every write fails until it is made.
+    let text = scrape_until(metrics_port, "jitca_krl_path_failing", 1.0);
+    assert_eq!(sample(&text, "jitca_krl_path_failing"), Some(1.0), "{text}");
+    assert!(
+        sample(&text, "jitca_krl_path_write_failures_total").unwrap() >= 1.0,
+        "{text}"
+    );
+    std::fs::create_dir(krl_path.parent().unwrap()).unwrap();
+    // The sweeper retries every few seconds.
+    let text = scrape_until(metrics_port, "jitca_krl_path_failing", 0.0);
+    assert_eq!(sample(&text, "jitca_krl_path_failing"), Some(0.0), "{text}");
+    assert!(krl_path.exists());
+
+    id_of(&ca.request(
+        &team.alice,
+        "web1 --as root --for 1h --reason INC-7 --no-wait",
+    ));
+    let text = scrape_until(
+        metrics_port,
+        "jitca_webhook_alerts_dropped_total{reason=\"refused\"}",
+        1.0,
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "jitca_webhook_alerts_dropped_total{reason=\"refused\"}"
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "jitca_webhook_alerts_delivered_total"),
+        Some(0.0)
+    );
+}
+
 /// `jitca init` in a fresh folder with `config` as its jitca.yaml; the folder and the file.
 fn initialised(config: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -341,7 +409,7 @@ fn systemd_hears_ready_reloading_ready_and_stopping() {
 }
 
 #[test]
-fn without_notify_socket_nothing_is_sent_and_the_log_has_no_escape_codes() {
+fn a_log_written_to_a_file_has_no_escape_codes() {
     let team = Team::new();
     let (dir, config) = initialised(&team.config("1h"));
     let log = dir.path().join("jitca.log");
