@@ -14,6 +14,7 @@ mod lifecycle;
 mod login;
 mod mfa;
 mod offboarding;
+mod operable;
 mod quickstart;
 mod refusals;
 mod revocation;

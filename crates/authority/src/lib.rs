@@ -11,6 +11,7 @@ pub mod audit;
 mod error;
 pub mod governance;
 mod lifecycle;
+mod metered;
 pub mod mfa;
 mod revocation;
 mod status;

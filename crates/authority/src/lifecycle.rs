@@ -3,6 +3,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
+use jitca_metrics::{Metrics, Outcome};
 use jitca_policy::{Ask, Grant, Policy};
 use jitca_signer::{CertAuthority, CertTemplate};
 use jitca_store::{
@@ -112,6 +113,8 @@ pub struct Settings {
     pub notify: Option<Arc<dyn Notify>>,
     /// The control channel's own host key: never certified, whoever sends it.
     pub host_key: Option<PublicKey>,
+    /// Where the lifecycle counts what it does (and the store's writes are timed).
+    pub metrics: Metrics,
 }
 
 /// The request lifecycle. Cheap to share (`Arc`).
@@ -140,10 +143,12 @@ pub struct Authority {
     host_key: Option<PublicKey>,
     /// What failed and is retried by [`Authority::upkeep`] (`crate::revocation`).
     pub(crate) retry: Mutex<crate::revocation::Retry>,
+    pub(crate) metrics: Metrics,
 }
 
 impl Authority {
-    /// Fails if the audit log file cannot be opened, or belongs to another store.
+    /// Fails if the audit log file cannot be opened, or belongs to another store, or the store
+    /// cannot be read.
     pub fn new(
         policy: Policy,
         settings: Settings,
@@ -151,6 +156,10 @@ impl Authority {
         signer: CertAuthority,
     ) -> Result<Self, AuthorityError> {
         let (changes, _) = broadcast::channel(1024);
+        let store: Arc<dyn Store> = Arc::new(crate::metered::Metered::new(
+            store,
+            settings.metrics.clone(),
+        )?);
         let audit_file = settings
             .audit_log
             .as_deref()
@@ -173,6 +182,7 @@ impl Authority {
             mfa: crate::mfa::MfaState::default(),
             host_key: settings.host_key,
             retry: Mutex::new(Default::default()),
+            metrics: settings.metrics,
         })
     }
 
@@ -220,6 +230,29 @@ impl Authority {
 
     /// Makes a request. With `approvals: 0` it is issued at once.
     pub fn submit(&self, caller: &Caller, new: NewRequest) -> Result<Request, AuthorityError> {
+        let started = Instant::now();
+        let made = self.make_request(caller, new);
+        match &made {
+            Ok(request) if request.issuance().is_some() => self.issued(started),
+            Ok(_) => {}
+            Err(
+                AuthorityError::Denied(_)
+                | AuthorityError::Refused(_)
+                | AuthorityError::Invalid(_)
+                | AuthorityError::Signer(jitca_signer::SignerError::Subject(_)),
+            ) => self.metrics.request_ended(Outcome::Refused),
+            Err(_) => {}
+        }
+        made
+    }
+
+    /// Counts an issuance that took since `started`.
+    fn issued(&self, started: Instant) {
+        self.metrics.certificate_issued(started.elapsed());
+        self.metrics.request_ended(Outcome::Issued);
+    }
+
+    fn make_request(&self, caller: &Caller, new: NewRequest) -> Result<Request, AuthorityError> {
         jitca_signer::check_subject_key(&new.public_key)?;
         // Held until the request (and, with no approval needed, its issuance) is committed.
         let _commit = self.commit.read().expect("commit lock");
@@ -325,6 +358,7 @@ impl Authority {
     /// and only approvals from people who are still eligible approvers of the rule (with a
     /// one-time code, when the rule now asks for one) count; the others are dropped.
     pub fn approve(&self, caller: &Caller, id: &str) -> Result<Request, AuthorityError> {
+        let started = Instant::now();
         // Held until the approval (and the issuance it completes) is committed.
         let _commit = self.commit.read().expect("commit lock");
         let policy = self.policy();
@@ -385,6 +419,7 @@ impl Authority {
                         "request approved");
                     self.announce(id);
                     if next.issuance().is_some() {
+                        self.issued(started);
                         self.tell(Notice::Decided, &next, Some(&caller.user));
                     }
                     return Ok(next);
@@ -445,6 +480,7 @@ impl Authority {
                 Swap::Done => {
                     self.durable()?;
                     tracing::info!(%id, approver = %caller.user, "request denied");
+                    self.metrics.request_ended(Outcome::Denied);
                     self.announce(id);
                     self.tell(Notice::Decided, &next, Some(&caller.user));
                     return Ok(next);
@@ -577,6 +613,7 @@ impl Authority {
         line: &str,
         message: &str,
     ) -> Result<(), AuthorityError> {
+        self.metrics.command_refused();
         self.record(audit::refused(caller, line, message))
     }
 
@@ -657,6 +694,7 @@ impl Authority {
             Swap::Done => {
                 self.durable()?;
                 tracing::info!(id = %next.id, "request lapsed");
+                self.metrics.request_ended(Outcome::Lapsed);
                 self.announce(&next.id);
                 Ok(true)
             }

@@ -217,6 +217,7 @@ impl Authority {
             return;
         };
         let written = write_atomically(path, bytes);
+        self.metrics.krl_path_written(written.is_ok());
         let mut retry = self.retry.lock().expect("retry lock");
         match written {
             Ok(()) => {
@@ -305,6 +306,7 @@ impl Authority {
         if retry.krl {
             failed.push("making a new KRL version".into());
         }
+        self.metrics.upkeep(!failed.is_empty());
         if failed.is_empty() {
             Ok(())
         } else {
@@ -440,6 +442,8 @@ impl Authority {
             event.reason = Some(why.to_string());
             match self.store.replace_request(&current, &next, &[event])? {
                 Swap::Done => {
+                    self.metrics
+                        .request_ended(jitca_metrics::Outcome::Withdrawn);
                     self.durable()?;
                     self.announce(id);
                     return Ok(true);

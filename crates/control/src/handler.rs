@@ -33,6 +33,9 @@ pub(crate) struct Connection {
     activity: Arc<Activity>,
     /// This person's slot among their connections, or why there is none.
     held: Option<Result<Held, String>>,
+    metrics: jitca_metrics::Metrics,
+    /// Counts this connection in `jitca_control_connections` while it lives.
+    _open: jitca_metrics::ConnectionGuard,
 }
 
 /// Keys of one failed connection worth recording.
@@ -46,8 +49,11 @@ impl Connection {
         gate: Arc<Gate>,
         authenticated: Arc<tokio::sync::Notify>,
         activity: Arc<Activity>,
+        metrics: jitca_metrics::Metrics,
     ) -> Self {
         Self {
+            _open: metrics.connection_opened(),
+            metrics,
             authority,
             peer,
             hint,
@@ -330,6 +336,7 @@ impl Drop for Connection {
         let Some(failure) = self.tried.take() else {
             return;
         };
+        self.metrics.auth_failed();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

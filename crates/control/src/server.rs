@@ -26,6 +26,8 @@ pub struct ServerOptions {
     /// Shown to users in help texts, e.g. `ssh -p 2222 jitca@ca.example`.
     pub ssh_hint: String,
     pub limits: Limits,
+    /// Where connections and failed authentications are counted.
+    pub metrics: jitca_metrics::Metrics,
 }
 
 /// Serves the control channel on `listener` until `shutdown` completes.
@@ -84,6 +86,7 @@ pub async fn serve(
             gate.clone(),
             authenticated.clone(),
             activity.clone(),
+            options.metrics.clone(),
         );
         tokio::spawn(run_connection(
             config.clone(),

@@ -12,7 +12,7 @@ pub struct Webhooks(Notifier);
 
 impl Webhooks {
     /// Starts one delivery worker per webhook; `None` when the config lists none.
-    pub fn start(hooks: &[Hook]) -> Option<Arc<Self>> {
+    pub fn start(hooks: &[Hook], metrics: &jitca_metrics::Metrics) -> Option<Arc<Self>> {
         if hooks.is_empty() {
             return None;
         }
@@ -24,7 +24,12 @@ impl Webhooks {
                 events: h.events.iter().filter_map(|e| e.parse().ok()).collect(),
             })
             .collect();
-        Some(Arc::new(Self(Notifier::start(hooks, Retry::default()))))
+        Some(Arc::new(Self(Notifier::start_counted(
+            hooks,
+            Retry::default(),
+            jitca_notify::QUEUE_CAPACITY,
+            metrics.webhooks(),
+        ))))
     }
 
     /// On shutdown: gives queued alerts a few seconds to go out.

@@ -14,6 +14,7 @@ mod host_setup;
 mod init;
 mod login;
 mod serve;
+mod systemd;
 mod usage;
 
 use std::process::ExitCode;

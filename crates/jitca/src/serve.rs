@@ -6,20 +6,26 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow};
 use jitca_authority::{AuditRecord, Authority, EventKind, Settings, audit::DAEMON};
 use jitca_control::ServerOptions;
-use jitca_policy::Config;
+use jitca_metrics::{Metrics, Reload};
+use jitca_policy::{Config, LogFormat};
 use jitca_signer::CertAuthority;
 use jitca_store::SledStore;
 use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
 
 use crate::cli::ServeArgs;
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    init_logging();
     let config_path = match &args.config {
         Some(path) => path.clone(),
         None => crate::dev::prepare(&args.dir)?,
     };
-    let config = load(&config_path, KeyCheck::Full)?;
+    // Read before logging starts, for its log_format; its refusal goes to stderr as any
+    // command's error does.
+    let config = read(&config_path)?;
+    init_logging(config.log_format);
+    let config = checked(config, KeyCheck::Full)?;
     let listen = args.listen.unwrap_or(config.listen);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -36,13 +42,39 @@ pub fn run(args: ServeArgs) -> Result<()> {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("JITCA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Logs go to stderr (the journal, under systemd): colours only on a terminal, and one JSON
+/// object a line with `log_format: json`.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(log_filter(std::env::var("JITCA_LOG").ok().as_deref()))
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().flatten_event(true).init(),
+    }
+}
+
+/// `JITCA_LOG` (default `info`). Below debug, russh's notices about each channel request it
+/// does not know (PuTTY's `simple@putty.projects.tartarus.org` and `winadj@...`, sent on
+/// every session) and each terminal mode it does not know are kept out: nobody can act on
+/// them. They show with `JITCA_LOG=debug`, or any `JITCA_LOG` that names russh.
+fn log_filter(asked: Option<&str>) -> EnvFilter {
+    let filter = asked
+        .and_then(|text| EnvFilter::try_new(text).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let verbose = filter
+        .max_level_hint()
+        .is_none_or(|level| level >= LevelFilter::DEBUG);
+    if verbose || asked.is_some_and(|text| text.contains("russh")) {
+        return filter;
+    }
+    filter.add_directive(
+        "russh::server::encrypted=error"
+            .parse()
+            .expect("a valid directive"),
+    )
 }
 
 /// How much of the keys [`load`] checks.
@@ -57,7 +89,16 @@ enum KeyCheck {
 
 /// The config, with the same checks as `jitca check`: a daemon never starts on a bad one.
 fn load(path: &std::path::Path, keys: KeyCheck) -> Result<Config> {
-    let config = jitca_policy::load(path).map_err(|e| anyhow!("invalid config:\n{e}"))?;
+    checked(read(path)?, keys)
+}
+
+/// The config file, parsed and validated; the key files are not looked at yet.
+fn read(path: &std::path::Path) -> Result<Config> {
+    jitca_policy::load(path).map_err(|e| anyhow!("invalid config:\n{e}"))
+}
+
+/// Logs the config's warnings and checks its key files.
+fn checked(config: Config, keys: KeyCheck) -> Result<Config> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -87,7 +128,8 @@ async fn serve(
     let earlier_cas = config
         .previous_ca_public_keys()
         .map_err(|e| anyhow!("previous_ca_keys: {e}"))?;
-    let webhooks = crate::alerts::Webhooks::start(&config.notify);
+    let metrics = Metrics::new();
+    let webhooks = crate::alerts::Webhooks::start(&config.notify, &metrics);
     let fixed = Fixed::of(&config);
     let authority = Arc::new(Authority::new(
         config.policy,
@@ -100,6 +142,7 @@ async fn serve(
                 .clone()
                 .map(|w| w as Arc<dyn jitca_authority::Notify>),
             host_key: Some(host_key.public_key().clone()),
+            metrics: metrics.clone(),
         },
         store.clone(),
         signer,
@@ -111,6 +154,15 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let bound = listener.local_addr()?;
+    // Bound before anything is recorded: a port in use stops the start, as `listen`'s does.
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?,
+        ),
+        None => None,
+    };
     // Fail closed: a daemon that cannot record its own start records nothing else either.
     blocking(&authority, move |a| {
         a.record(
@@ -139,12 +191,30 @@ async fn serve(
         crate::dev::print_next_steps(&dir, &hint);
     }
 
-    let sweeper = tokio::spawn(lapse_sweeper(authority.clone()));
-    let reloader = tokio::spawn(reload_on_sighup(
-        authority.clone(),
-        config.file.clone(),
-        fixed,
-    ));
+    let mut tasks = vec![
+        tokio::spawn(lapse_sweeper(authority.clone())),
+        tokio::spawn(reload_on_sighup(
+            authority.clone(),
+            config.file.clone(),
+            fixed,
+            metrics.clone(),
+            bound,
+        )),
+    ];
+    if let Some(listener) = metrics_listener {
+        let at = listener.local_addr()?;
+        tracing::info!(address = %at, "metrics on http://{at}/metrics");
+        tasks.push(tokio::spawn(jitca_metrics::serve(
+            listener,
+            metrics.clone(),
+            std::future::pending(),
+        )));
+    }
+    if let Some(interval) = crate::systemd::watchdog_interval() {
+        tasks.push(tokio::spawn(crate::systemd::keep_alive(interval)));
+    }
+    // The listener is bound and the start recorded: connections are accepted from here on.
+    crate::systemd::ready(&serving(bound));
     jitca_control::serve(
         listener,
         authority.clone(),
@@ -152,12 +222,17 @@ async fn serve(
             host_key,
             ssh_hint: hint,
             limits: config.limits,
+            metrics,
         },
-        shutdown_signal(),
+        async {
+            shutdown_signal().await;
+            crate::systemd::stopping();
+        },
     )
     .await?;
-    sweeper.abort();
-    reloader.abort();
+    for task in tasks {
+        task.abort();
+    }
     blocking(&authority, |a| {
         a.record(AuditRecord::new(EventKind::DaemonStopped, DAEMON))
     })
@@ -169,6 +244,11 @@ async fn serve(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The `STATUS=` line while serving.
+fn serving(bound: std::net::SocketAddr) -> String {
+    format!("serving on {bound}")
 }
 
 /// Runs an authority operation on a blocking thread.
@@ -189,6 +269,8 @@ struct Fixed {
     mfa_key: std::path::PathBuf,
     listen: std::net::SocketAddr,
     data_dir: std::path::PathBuf,
+    metrics_listen: Option<std::net::SocketAddr>,
+    log_format: LogFormat,
 }
 
 impl Fixed {
@@ -198,29 +280,41 @@ impl Fixed {
             mfa_key: config.mfa_key.clone(),
             listen: config.listen,
             data_dir: config.data_dir.clone(),
+            metrics_listen: config.metrics_listen,
+            log_format: config.log_format,
         }
     }
 }
 
-async fn reload_on_sighup(authority: Arc<Authority>, file: std::path::PathBuf, fixed: Fixed) {
+async fn reload_on_sighup(
+    authority: Arc<Authority>,
+    file: std::path::PathBuf,
+    fixed: Fixed,
+    metrics: Metrics,
+    bound: std::net::SocketAddr,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut hangup) = signal(SignalKind::hangup()) else {
         tracing::error!("cannot listen for SIGHUP: reloads are off");
         return;
     };
     while hangup.recv().await.is_some() {
+        crate::systemd::reloading();
         let path = file.clone();
+        let mut result = Reload::Done;
         let outcome = match load(&file, KeyCheck::WithoutAgent) {
             Ok(config) => {
                 if Fixed::of(&config) != fixed {
                     tracing::warn!(
-                        "listen, data_dir, mfa_key or notify changed: they take effect at the \
-                         next restart; the rest of the config is reloaded now"
+                        "listen, data_dir, mfa_key, notify, metrics_listen or log_format \
+                         changed: they take effect at the next restart; the rest of the config \
+                         is reloaded now"
                     );
                 }
                 blocking(&authority, move |a| a.reload(config.policy, &path)).await
             }
             Err(e) => {
+                result = Reload::Refused;
                 tracing::error!("config reload refused, the config in force stays: {e:#}");
                 let why = format!("{e:#}");
                 blocking(&authority, move |a| {
@@ -235,7 +329,12 @@ async fn reload_on_sighup(authority: Arc<Authority>, file: std::path::PathBuf, f
         };
         if let Err(e) = outcome {
             tracing::error!("config reload failed: {e:#}");
+            if result == Reload::Done {
+                result = Reload::Failed;
+            }
         }
+        metrics.reloaded(result);
+        crate::systemd::ready(&serving(bound));
     }
 }
 
@@ -289,5 +388,44 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM: stopping"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tracing::Level;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::log_filter;
+
+    /// Whether a `level` event from russh's server (where its "unknown channel request" line
+    /// comes from) and one from jitca pass the filter `JITCA_LOG` gives.
+    fn shown(asked: Option<&str>, level: Level) -> (bool, bool) {
+        let subscriber = tracing_subscriber::registry().with(log_filter(asked));
+        tracing::subscriber::with_default(subscriber, || {
+            macro_rules! at {
+                ($target:literal) => {
+                    match level {
+                        Level::WARN => tracing::enabled!(target: $target, Level::WARN),
+                        Level::INFO => tracing::enabled!(target: $target, Level::INFO),
+                        _ => tracing::enabled!(target: $target, Level::DEBUG),
+                    }
+                };
+            }
+            (at!("russh::server::encrypted"), at!("jitca::serve"))
+        })
+    }
+
+    #[test]
+    fn russh_channel_request_notices_show_only_at_debug() {
+        // By default, and with an explicit info or warn: russh's warn and info are kept out,
+        // jitca's are not.
+        for asked in [None, Some("info"), Some("warn"), Some("not a filter[")] {
+            assert_eq!(shown(asked, Level::WARN), (false, true), "{asked:?}");
+            assert!(!shown(asked, Level::INFO).0, "{asked:?}");
+        }
+        // Asking for debug, or naming russh, shows them.
+        assert_eq!(shown(Some("debug"), Level::WARN), (true, true));
+        assert_eq!(shown(Some("info,russh=warn"), Level::WARN), (true, true));
     }
 }

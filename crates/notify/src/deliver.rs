@@ -7,6 +7,8 @@ use serde::Serialize;
 use ureq::Agent;
 use ureq::http::StatusCode;
 
+use jitca_metrics::{Dropped, WebhookCounters};
+
 use crate::{Alert, Retry, text};
 
 /// The JSON body: every field of the alert, plus the chat line.
@@ -35,10 +37,17 @@ pub(crate) struct Worker {
     url: String,
     retry: Retry,
     agent: Agent,
+    counters: WebhookCounters,
 }
 
 impl Worker {
-    pub(crate) fn new(index: usize, endpoint: String, url: String, retry: Retry) -> Worker {
+    pub(crate) fn new(
+        index: usize,
+        endpoint: String,
+        url: String,
+        retry: Retry,
+        counters: WebhookCounters,
+    ) -> Worker {
         let agent: Agent = Agent::config_builder()
             .timeout_global(Some(retry.timeout))
             // A redirect would send the alert (and maybe the URL's secret) somewhere the
@@ -55,6 +64,7 @@ impl Worker {
             url,
             retry,
             agent,
+            counters,
         }
     }
 
@@ -74,6 +84,7 @@ impl Worker {
                     id = %alert.id,
                     "could not encode webhook alert: {e}"
                 );
+                self.counters.dropped(Dropped::GaveUp);
                 return;
             }
         };
@@ -90,6 +101,7 @@ impl Worker {
                         attempt,
                         "webhook alert delivered"
                     );
+                    self.counters.delivered();
                     return;
                 }
                 Attempt::Final(cause) => {
@@ -101,6 +113,7 @@ impl Worker {
                         attempt,
                         "webhook refused the alert, not retrying: {cause}"
                     );
+                    self.counters.dropped(Dropped::Refused);
                     return;
                 }
                 Attempt::Retry(cause, asked) => (cause, asked),
@@ -123,6 +136,7 @@ impl Worker {
                     attempts,
                     "giving up on webhook alert after {attempts} attempts; last error: {cause}"
                 );
+                self.counters.dropped(Dropped::GaveUp);
                 return;
             }
             let wait = asked.unwrap_or(backoff).min(self.retry.max_backoff);

@@ -30,6 +30,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use jitca_metrics::{Dropped, WebhookCounters};
 use serde::{Deserialize, Serialize};
 
 /// What happened. Config files name these in a webhook's `events:` list, in the snake_case
@@ -254,6 +255,7 @@ struct Hook {
 struct Inner {
     hooks: Vec<Hook>,
     pending: Arc<Pending>,
+    counters: WebhookCounters,
 }
 
 /// The handle through which the daemon sends alerts. Cheap to clone (one `Arc`), `Send` and
@@ -290,6 +292,17 @@ impl Notifier {
     /// [`start`](Self::start) with another queue bound per webhook (at least 1): for tests and
     /// for tuning memory against burst size.
     pub fn start_with_capacity(hooks: Vec<Webhook>, retry: Retry, capacity: usize) -> Notifier {
+        Notifier::start_counted(hooks, retry, capacity, WebhookCounters::default())
+    }
+
+    /// [`start_with_capacity`](Self::start_with_capacity), counting deliveries and drops in
+    /// `counters` (the daemon's metrics).
+    pub fn start_counted(
+        hooks: Vec<Webhook>,
+        retry: Retry,
+        capacity: usize,
+        counters: WebhookCounters,
+    ) -> Notifier {
         let pending = Arc::new(Pending::default());
         let mut started = Vec::with_capacity(hooks.len());
         for (index, hook) in hooks.into_iter().enumerate() {
@@ -303,7 +316,13 @@ impl Notifier {
                 );
             }
             let (queue, alerts) = mpsc::sync_channel::<Arc<Alert>>(capacity.max(1));
-            let worker = deliver::Worker::new(index, endpoint.clone(), hook.url.clone(), retry);
+            let worker = deliver::Worker::new(
+                index,
+                endpoint.clone(),
+                hook.url.clone(),
+                retry,
+                counters.clone(),
+            );
             let pending_w = Arc::clone(&pending);
             let spawned = std::thread::Builder::new()
                 .name(format!("jitca-notify-{index}"))
@@ -333,6 +352,7 @@ impl Notifier {
             inner: Arc::new(Inner {
                 hooks: started,
                 pending,
+                counters,
             }),
         }
     }
@@ -351,6 +371,7 @@ impl Notifier {
                 Err(TrySendError::Full(_)) => {
                     inner.pending.done();
                     let dropped = hook.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    inner.counters.dropped(Dropped::QueueFull);
                     tracing::error!(
                         hook = hook.index,
                         endpoint = %hook.endpoint,
@@ -362,6 +383,7 @@ impl Notifier {
                 }
                 Err(TrySendError::Disconnected(_)) => {
                     inner.pending.done();
+                    inner.counters.dropped(Dropped::WorkerStopped);
                     tracing::error!(
                         hook = hook.index,
                         endpoint = %hook.endpoint,

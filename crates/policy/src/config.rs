@@ -26,6 +26,16 @@ mod ca;
 pub use ca::CaLines;
 pub use jitca_signer::{CaKeySource, Passphrase};
 
+/// How the daemon writes its log lines (`log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per event (the default).
+    #[default]
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
 /// `listen` when the file does not say.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
 /// `ca_key` when the file does not say.
@@ -153,6 +163,10 @@ pub struct Config {
     pub file: PathBuf,
     /// Where the control channel listens.
     pub listen: SocketAddr,
+    /// Where `GET /metrics` is served (Prometheus text format); `None`: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How log lines are written to stderr.
+    pub log_format: LogFormat,
     /// The CA's OpenSSH private key file, resolved against the config file's folder. Not used
     /// with `ca_agent`; [`Config::ca_source`] says where the CA key really is.
     pub ca_key: PathBuf,
@@ -374,6 +388,8 @@ impl Problems<'_> {
 #[serde(deny_unknown_fields, expecting = "a mapping of config settings")]
 struct RawConfig {
     listen: Option<String>,
+    metrics_listen: Option<String>,
+    log_format: Option<String>,
     ca_key: Option<String>,
     ca_key_passphrase_file: Option<String>,
     ca_key_passphrase_credential: Option<String>,
@@ -513,6 +529,40 @@ fn validate(
         );
     }
 
+    let metrics_listen = raw.metrics_listen.as_deref().and_then(|text| {
+        let parsed = text.parse::<SocketAddr>().ok();
+        if parsed.is_none() {
+            problems.at(
+                &root.key("metrics_listen"),
+                format_args!(
+                    "{} is not a socket address; write IP:PORT, like 127.0.0.1:9842",
+                    show(text)
+                ),
+            );
+        }
+        parsed
+    });
+    if let (Some(metrics), Some(control)) = (metrics_listen, listen)
+        && metrics.port() != 0
+        && metrics == control
+    {
+        problems.at(
+            &root.key("metrics_listen"),
+            "is the control channel's listen address; give the metrics their own port",
+        );
+    }
+    let log_format = match raw.log_format.as_deref() {
+        None | Some("text") => LogFormat::Text,
+        Some("json") => LogFormat::Json,
+        Some(other) => {
+            problems.at(
+                &root.key("log_format"),
+                format_args!("{} is not a log format; write text or json", show(other)),
+            );
+            LogFormat::Text
+        }
+    };
+
     let mut path_field = |name: &str, value: Option<String>, default: &str| {
         let value = value.unwrap_or_else(|| default.to_string());
         if value.is_empty() {
@@ -632,6 +682,8 @@ fn validate(
     Some(Config {
         file: file.to_path_buf(),
         listen: listen?,
+        metrics_listen,
+        log_format,
         ca_key,
         ca_source,
         host_key,
@@ -1713,6 +1765,55 @@ rules:
             "listen: \"0.0.0.0:2200\"",
             "listen: \"127.0.0.1\"",
             "/etc/jitca/jitca.yaml:1: listen: \"127.0.0.1\" is not a socket address; write IP:PORT, like 127.0.0.1:2222",
+        );
+    }
+
+    #[test]
+    fn metrics_listen() {
+        let config = parse(&good(), file()).unwrap();
+        assert_eq!(config.metrics_listen, None);
+        let text = good().replacen(
+            "listen: \"0.0.0.0:2200\"",
+            "listen: \"0.0.0.0:2200\"\nmetrics_listen: \"127.0.0.1:9842\"",
+            1,
+        );
+        let config = parse(&text, file()).unwrap();
+        assert_eq!(
+            config.metrics_listen,
+            Some("127.0.0.1:9842".parse().unwrap())
+        );
+        one_error(
+            "listen: \"0.0.0.0:2200\"",
+            "listen: \"0.0.0.0:2200\"\nmetrics_listen: localhost:9842",
+            "/etc/jitca/jitca.yaml:2: metrics_listen: \"localhost:9842\" is not a socket address; write IP:PORT, like 127.0.0.1:9842",
+        );
+        one_error(
+            "listen: \"0.0.0.0:2200\"",
+            "listen: \"0.0.0.0:2200\"\nmetrics_listen: \"0.0.0.0:2200\"",
+            "/etc/jitca/jitca.yaml:2: metrics_listen: is the control channel's listen address; give the metrics their own port",
+        );
+    }
+
+    #[test]
+    fn log_format() {
+        assert_eq!(parse(&good(), file()).unwrap().log_format, LogFormat::Text);
+        for (written, want) in [("text", LogFormat::Text), ("json", LogFormat::Json)] {
+            let text = good().replacen(
+                "listen: \"0.0.0.0:2200\"",
+                &format!("listen: \"0.0.0.0:2200\"\nlog_format: {written}"),
+                1,
+            );
+            assert_eq!(parse(&text, file()).unwrap().log_format, want);
+        }
+        one_error(
+            "listen: \"0.0.0.0:2200\"",
+            "listen: \"0.0.0.0:2200\"\nlog_format: JSON",
+            "/etc/jitca/jitca.yaml:2: log_format: \"JSON\" is not a log format; write text or json",
+        );
+        one_error(
+            "listen: \"0.0.0.0:2200\"",
+            "listen: \"0.0.0.0:2200\"\nlog_format: logfmt",
+            "/etc/jitca/jitca.yaml:2: log_format: \"logfmt\" is not a log format; write text or json",
         );
     }
 

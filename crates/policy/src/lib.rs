@@ -12,7 +12,8 @@ pub mod locate;
 pub mod names;
 
 pub use config::{
-    Config, ConfigError, ConfigErrors, Hook, KNOWN_EXTENSIONS, Limits, NOTIFY_EVENTS, load, parse,
+    Config, ConfigError, ConfigErrors, Hook, KNOWN_EXTENSIONS, Limits, LogFormat, NOTIFY_EVENTS,
+    load, parse,
 };
 pub use decide::{Ask, Denial, Grant, Policy, ReasonPattern, Rule, User};
 pub use duration::{DurationError, format_duration, parse_duration};
