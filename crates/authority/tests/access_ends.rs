@@ -52,6 +52,7 @@ impl World {
                 earlier_cas: Vec::new(),
                 notify: None,
                 host_key: Some(host.public_key().clone()),
+                metrics: Default::default(),
             },
             store,
             CertAuthority::from_key(ca.clone()).unwrap(),
