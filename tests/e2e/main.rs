@@ -6,6 +6,7 @@ mod bench_smoke;
 mod ca_key;
 mod cli;
 mod faults;
+mod first_run;
 mod governance;
 mod hardening;
 mod harness;

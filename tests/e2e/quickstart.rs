@@ -220,7 +220,7 @@ fn the_quick_start_works_as_written() {
     std::fs::write(work.path().join("ca/jitca.yaml"), yaml).unwrap();
     let checked = operator.run(&block("sh operator", 1));
     assert!(
-        checked.contains("ca/jitca.yaml: OK (3 users, 1 rules)"),
+        checked.contains("ca/jitca.yaml: OK (3 users, 1 rule)"),
         "{checked}"
     );
     let deadline = Instant::now() + Duration::from_secs(30);
