@@ -15,6 +15,7 @@ mod lifecycle;
 mod login;
 mod mfa;
 mod offboarding;
+mod package;
 mod quickstart;
 mod refusals;
 mod revocation;
