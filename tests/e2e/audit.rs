@@ -236,7 +236,7 @@ fn verify_copy(data: &std::path::Path, change: impl FnOnce(&sled::Tree)) -> Out 
                 .arg(copy.path().join("data")),
             None,
         );
-        if !out.stderr.contains("could not acquire lock") || std::time::Instant::now() > deadline {
+        if !out.stderr.contains("holds its lock") || std::time::Instant::now() > deadline {
             return out;
         }
         thread::sleep(Duration::from_millis(100));

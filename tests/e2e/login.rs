@@ -322,6 +322,8 @@ fn watch_shows_requests_as_they_come_and_how_they_end() {
         &team.alice,
         "web2 --as root --for 1h --reason already there --no-wait",
     ));
+    // Lines carry whole seconds: the watch connects a second later than the request was made.
+    thread::sleep(Duration::from_millis(1100));
     let mut watch = ssh_client(&team.bob.key)
         .args(["-p", &ca.port.to_string(), "jitca@127.0.0.1", "watch"])
         .stdin(Stdio::null())
@@ -344,6 +346,20 @@ fn watch_shows_requests_as_they_come_and_how_they_end() {
     assert!(
         first.contains(&format!("pending  {early} alice wants root on web2")),
         "{first}"
+    );
+    // Stamped with the request's own time, not the moment the watch connected.
+    let made = ca.show_json(&team.bob, &early)["created_at"]
+        .as_str()
+        .expect("show --json has created_at")
+        .to_string();
+    let made = chrono::DateTime::parse_from_rfc3339(&made).unwrap();
+    assert!(
+        first.starts_with(
+            &made
+                .with_timezone(&chrono::Utc)
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        "{first} (made {made})"
     );
 
     // Made in another connection while the watch runs.

@@ -1,7 +1,8 @@
-//! docs/quickstart.md, followed word for word: every block tagged with a person is run by a
-//! shell of that person, in the order the people would act. The only stand-ins are the
-//! machines: `ca.example` and `web1` are loopback ports (through an ssh config the test
-//! writes), and the example request id is replaced by the real one.
+//! docs/quickstart.md, followed word for word: every block tagged with a person (or `host`,
+//! run by the operator) is run by a shell of that person, in the order the people would act.
+//! The only stand-ins are the machines: `ca.example` and `web1` are loopback ports (through an
+//! ssh config the test writes), web1's `/etc/ssh` is a folder of the test's, and the example
+//! request id is replaced by the real one.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::CommandExt;
@@ -201,26 +202,80 @@ fn the_quick_start_works_as_written() {
         (home, config)
     };
 
-    // Operator.
-    let (home, config) = home_of(&team.frank, 0);
+    // web1: its /etc/ssh is a folder here, with an sshd_config as distributions ship it (the
+    // drop-in folder included first). The operator reaches it as root@web1 through an admin
+    // sshd whose forced command runs what was sent, command and stdin, with /etc/ssh moved
+    // to that folder: the only stand-in for the machine.
+    let etc = tempfile::tempdir().unwrap();
+    let web1_port = free_port();
+    let sshd_config = etc.path().join("sshd_config");
+    std::fs::write(
+        &sshd_config,
+        format!(
+            "Include {}/sshd_config.d/*.conf\n{}",
+            etc.path().display(),
+            Sshd::base_config(etc.path(), web1_port)
+        ),
+    )
+    .unwrap();
+    let admin_dir = tempfile::tempdir().unwrap();
+    let a = admin_dir.path();
+    let admin_port = free_port();
+    std::fs::write(a.join("authorized_keys"), team.frank.public_key() + "\n").unwrap();
+    let moved = format!("sed 's#/etc/ssh#{}#g'", etc.path().display());
+    std::fs::write(
+        a.join("web1"),
+        format!(
+            "#!/bin/sh\ncmd=$(printf '%s' \"$SSH_ORIGINAL_COMMAND\" | {moved})\n{moved} | sh -c \"$cmd\"\n"
+        ),
+    )
+    .unwrap();
+    Command::new("chmod")
+        .arg("+x")
+        .arg(a.join("web1"))
+        .status()
+        .unwrap();
+    let admin_config = a.join("sshd_config");
+    std::fs::write(
+        &admin_config,
+        Sshd::base_config(a, admin_port).replace(
+            "AuthorizedKeysFile none",
+            &format!(
+                "AuthorizedKeysFile {0}/authorized_keys\nForceCommand {0}/web1",
+                a.display()
+            ),
+        ),
+    )
+    .unwrap();
+    let _admin = Sshd::start_with_config(admin_dir, admin_port, &admin_config);
+
+    // Operator: a CA, web1's own key, the config with everyone in it.
+    let (home, config) = home_of(&team.frank, admin_port);
     let mut operator = Shell::new(&home, work.path(), &path, &config);
     operator.run(&block("sh operator", 0));
+    let host_key = operator.run(&block("sh host", 0));
+    let host_key = host_key.trim();
+    assert!(
+        host_key.starts_with("ssh-ed25519 ") && host_key.ends_with(" jitca-krl@web1"),
+        "{host_key}"
+    );
     let yaml = blocks()
         .into_iter()
         .find(|(info, _)| info == "yaml ca/jitca.yaml")
         .unwrap()
         .1;
-    let mut yaml = yaml;
+    let mut yaml = yaml.replace("ssh-ed25519 AAAA... jitca-krl@web1", host_key);
     for p in [&team.alice, &team.bob, &team.ivy] {
         yaml = yaml.replace(
             &format!("ssh-ed25519 AAAA... {}@laptop", p.name),
             &p.public_key(),
         );
     }
+    assert!(!yaml.contains("AAAA..."), "{yaml}");
     std::fs::write(work.path().join("ca/jitca.yaml"), yaml).unwrap();
     let checked = operator.run(&block("sh operator", 1));
     assert!(
-        checked.contains("ca/jitca.yaml: OK (3 users, 1 rules)"),
+        checked.contains("ca/jitca.yaml: OK (4 users, 1 rule)"),
         "{checked}"
     );
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -231,9 +286,22 @@ fn the_quick_start_works_as_written() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // The host part runs on a host (tests/e2e/host_setup.rs applies it to a real sshd); here
-    // a test sshd stands for web1.
-    let sshd = Sshd::start("web1", &work.path().join("ca/ca.pub"), &["deploy"], "");
+
+    // The host step, first time: it works, and web1's sshd (started on the config it wrote,
+    // as `systemctl reload ssh` would) takes jitca's certificates.
+    let set_up = operator.run(&block("sh host", 1));
+    assert!(
+        set_up.contains("installed a first KRL") && set_up.contains("web1 is set up"),
+        "{set_up}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(etc.path().join("jitca_principals/deploy")).unwrap(),
+        "deploy@web1\n"
+    );
+    assert!(etc.path().join("jitca.krl").exists());
+    assert!(etc.path().join("sshd_config.d/jitca.conf").exists());
+    let sshd_dir = tempfile::tempdir().unwrap();
+    let sshd = Sshd::start_with_config(sshd_dir, web1_port, &sshd_config);
 
     // Engineer asks and waits; approver decides; engineer logs in and ends the access.
     let (home, config) = home_of(&team.alice, sshd.port);

@@ -317,6 +317,16 @@ pub(crate) fn table(requests: &[Request], now: DateTime<Utc>) -> String {
 }
 
 /// `watch`: one line per change of a request the caller may approve.
+/// When what a watch line shows happened: a pending request's last approval, or its making
+/// (so a request pending before the watch began shows its own time, not the watch's); a
+/// decision is shown as it happens.
+fn watch_time(r: &Request, now: DateTime<Utc>) -> DateTime<Utc> {
+    match &r.state {
+        State::Pending => r.approvals.last().map_or(r.created_at, |a| a.at),
+        _ => now,
+    }
+}
+
 pub(crate) fn watch_line(r: &Request, now: DateTime<Utc>) -> String {
     let outcome = match &r.state {
         State::Issued(i) => format!(" serial {}", i.serial),
@@ -328,7 +338,7 @@ pub(crate) fn watch_line(r: &Request, now: DateTime<Utc>) -> String {
     };
     format!(
         "{} {:<8} {}{} {} wants {} on {} for {} ({}/{} approvals) reason \"{}\"{outcome}\n",
-        time(now),
+        time(watch_time(r, now)),
         r.state_name(now),
         if r.break_glass { "BREAK-GLASS " } else { "" },
         r.id,

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::init::{CONFIG, create_keys, write_new};
+use crate::init::{CONFIG, HOST_KEY, create_keys, write_new};
 
 /// A key made for the dev user when they have none in ~/.ssh.
 const DEV_USER_KEY: &str = "dev_user_ed25519";
@@ -92,6 +92,15 @@ fn home_public_keys() -> Vec<String> {
 }
 
 pub fn print_next_steps(dir: &Path, hint: &str) {
+    eprint!("{}", next_steps(dir, hint));
+}
+
+/// The dev banner: the CA's host key and a line that pins it (so the first `ssh` needs no
+/// yes/no prompt, and a key left in known_hosts by an earlier CA on this port, from another
+/// `--dev` folder or `jitca init`, does not stop it), then the commands to try. The request
+/// writes to a temporary file renamed over the certificate only on success, so an older
+/// certificate survives a pending, denied or failed request.
+fn next_steps(dir: &Path, hint: &str) -> String {
     let dev_key = dir.join(DEV_USER_KEY);
     let (identity, public) = if dev_key.exists() {
         (
@@ -104,14 +113,55 @@ pub fn print_next_steps(dir: &Path, hint: &str) {
     let ssh = hint.replacen("ssh", &format!("ssh{identity}"), 1);
     let login = local_user();
     let cert = std::env::temp_dir().join("jitca-dev-cert.pub");
-    eprintln!(
-        "\njitca dev CA is up (files in {dir}). Try, from another terminal:\n\
+    let mut out = format!(
+        "\njitca dev CA is up (files in {dir}).\n",
+        dir = dir.display()
+    );
+    if let Some((fingerprint, pin)) = host_key_lines(dir, hint) {
+        out.push_str(&format!(
+            "Its host key is {fingerprint}. Trust it first (this replaces a key an earlier CA \
+             left for this address, which ssh would refuse as REMOTE HOST IDENTIFICATION HAS \
+             CHANGED):\n\n  {pin}\n\n"
+        ));
+    }
+    out.push_str(&format!(
+        "Then try, from another terminal:\n\
          \n  {ssh} whoami\
-         \n  {ssh} request localhost --as {login} --for 15m --reason trying jitca < {public} > {cert}\
+         \n  {ssh} request localhost --as {login} --for 15m --reason trying jitca < {public} > {cert}.new && mv {cert}.new {cert}\
          \n  ssh-keygen -L -f {cert}\
          \n  {ssh} list\
-         \n  {ssh} help\n",
-        dir = dir.display(),
+         \n  {ssh} help\n\
+         \n(`> FILE.new && mv FILE.new FILE` keeps the certificate you have while a request waits \
+         or if it is denied.)\n",
         cert = cert.display(),
+    ));
+    out
+}
+
+/// The control channel's host key fingerprint, and a shell line that puts it in
+/// ~/.ssh/known_hosts for the address in `hint` (`ssh -p PORT jitca@HOST`).
+fn host_key_lines(dir: &Path, hint: &str) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(dir.join(format!("{HOST_KEY}.pub"))).ok()?;
+    let mut key = ssh_key::PublicKey::from_openssh(text.trim()).ok()?;
+    key.set_comment("");
+    let fingerprint = key.fingerprint(ssh_key::HashAlg::Sha256).to_string();
+    let mut words = hint.split_whitespace();
+    let port = words
+        .clone()
+        .skip_while(|w| *w != "-p")
+        .nth(1)?
+        .parse::<u16>()
+        .ok()?;
+    let host = words.find_map(|w| w.strip_prefix("jitca@"))?;
+    // known_hosts names a host on another port than 22 as [HOST]:PORT.
+    let name = if port == 22 {
+        host.to_string()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    let pin = format!(
+        "ssh-keygen -R '{name}' >/dev/null 2>&1; mkdir -p ~/.ssh && echo '{name} {}' >> ~/.ssh/known_hosts",
+        key.to_openssh().ok()?
     );
+    Some((fingerprint, pin))
 }

@@ -58,10 +58,10 @@ fn check(path: &std::path::Path) -> ExitCode {
                 eprintln!("{warning}");
             }
             println!(
-                "{}: OK ({} users, {} rules)",
+                "{}: OK ({}, {})",
                 path.display(),
-                config.policy.users().count(),
-                config.policy.rules().len()
+                count(config.policy.users().count(), "user"),
+                count(config.policy.rules().len(), "rule")
             );
             ExitCode::SUCCESS
         }
@@ -69,5 +69,14 @@ fn check(path: &std::path::Path) -> ExitCode {
             eprintln!("{errors}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// "1 rule", "2 rules", "0 rules".
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }

@@ -197,7 +197,11 @@ impl SledStore {
             reason,
         };
         let db = sled::Config::new().path(dir).open().map_err(|e| match e {
-            sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            // sled wraps the failed flock in an `Other` error whose text is the only sign.
+            sled::Error::Io(io)
+                if io.kind() == std::io::ErrorKind::WouldBlock
+                    || io.to_string().contains("could not acquire lock") =>
+            {
                 open_err("another process (a running jitca?) holds its lock".into())
             }
             other => open_err(other.to_string()),

@@ -86,7 +86,7 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     let id = request.id.clone();
     if no_wait {
         ctx.out
-            .stderr(&format!("request {id} made; {}", status_line(&request)))
+            .stderr(&format!("request {id} made; {}", no_wait_line(&request)))
             .await;
         ctx.out.stdout(format!("{id}\n")).await;
         return Ok(());
@@ -197,6 +197,30 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     }
 }
 
+/// `--no-wait` returns at once: say what the request needs and how to fetch the result,
+/// never that this command is waiting.
+fn no_wait_line(request: &Request) -> String {
+    match &request.state {
+        State::Issued(_) => format!(
+            "no approval needed: fetch the certificate with `get {}`",
+            request.id
+        ),
+        _ => format!(
+            "it needs {} approval{} (lapses at {}); fetch the certificate with `get {}` once approved",
+            request.approvals_needed,
+            if request.approvals_needed == 1 {
+                ""
+            } else {
+                "s"
+            },
+            request
+                .lapses_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            request.id
+        ),
+    }
+}
+
 fn status_line(request: &Request) -> String {
     match &request.state {
         State::Issued(_) => "no approval needed".into(),
@@ -242,6 +266,9 @@ fn parse_public_key(bytes: &[u8]) -> Result<PublicKey, String> {
                 .into(),
         );
     }
+    if text.contains("---- BEGIN SSH2 PUBLIC KEY ----") {
+        return from_rfc4716(text);
+    }
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -259,6 +286,52 @@ fn parse_public_key(bytes: &[u8]) -> Result<PublicKey, String> {
         return Err("that is a certificate: send the public key it certifies".into());
     }
     PublicKey::from_openssh(line).map_err(|_| "stdin is not an OpenSSH public key".to_string())
+}
+
+/// An RFC 4716 public key ("SSH2" format: PuTTYgen's default, `ssh-keygen -e`): the base64
+/// body between the BEGIN and END lines, after the headers, is the same key blob as an
+/// OpenSSH line carries, so it is read as one.
+fn from_rfc4716(text: &str) -> Result<PublicKey, String> {
+    let refused = |why: &str| format!("stdin holds an RFC 4716 (SSH2) public key that {why}");
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("---- BEGIN SSH2 PUBLIC KEY ----"));
+    lines.next();
+    let mut body = String::new();
+    let mut continued = false;
+    let mut ended = false;
+    for line in lines {
+        if line.starts_with("---- END SSH2 PUBLIC KEY ----") {
+            ended = true;
+            break;
+        }
+        // A header ("Comment: ...") may continue over lines ending in a backslash.
+        if continued || line.contains(':') {
+            continued = line.ends_with('\\');
+            continue;
+        }
+        body.push_str(line);
+    }
+    if !ended {
+        return Err(refused("has no END line"));
+    }
+    if body.is_empty() {
+        return Err(refused("has no key in it"));
+    }
+    // The algorithm is the blob's first field: a 4-byte length, then the name.
+    let blob = data_encoding::BASE64
+        .decode(body.as_bytes())
+        .map_err(|_| refused("is not valid base64"))?;
+    let algorithm = blob
+        .get(..4)
+        .map(|n| u32::from_be_bytes([n[0], n[1], n[2], n[3]]) as usize)
+        .and_then(|n| blob.get(4..4 + n))
+        .and_then(|name| std::str::from_utf8(name).ok())
+        .ok_or_else(|| refused("does not hold a key"))?;
+    PublicKey::from_openssh(&format!("{algorithm} {body}")).map_err(|_| {
+        refused("jitca cannot read: send the OpenSSH form (`ssh-keygen -i -f KEY.pub`)")
+    })
 }
 
 #[cfg(test)]
@@ -280,5 +353,26 @@ mod tests {
         let ok =
             "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl me\n";
         assert!(parse_public_key(ok.as_bytes()).is_ok());
+    }
+
+    /// PuTTYgen's default export, RFC 4716: read as the same key, header and all.
+    #[test]
+    fn an_rfc4716_public_key_is_read_as_openssh() {
+        let openssh =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+        let body = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+        let putty = format!(
+            "---- BEGIN SSH2 PUBLIC KEY ----\r\nComment: \"eddsa-key-20261202 with a long \\\r\ncomment\"\r\n{}\r\n{}\r\n---- END SSH2 PUBLIC KEY ----\r\n",
+            &body[..40],
+            &body[40..]
+        );
+        let key = parse_public_key(putty.as_bytes()).unwrap();
+        assert_eq!(key.to_openssh().unwrap(), openssh);
+
+        let err = |s: &str| parse_public_key(s.as_bytes()).unwrap_err();
+        let no_end = format!("---- BEGIN SSH2 PUBLIC KEY ----\n{body}\n");
+        assert!(err(&no_end).contains("RFC 4716"), "{}", err(&no_end));
+        let garbage = "---- BEGIN SSH2 PUBLIC KEY ----\n!!!!\n---- END SSH2 PUBLIC KEY ----\n";
+        assert!(err(garbage).contains("RFC 4716"), "{}", err(garbage));
     }
 }
