@@ -118,6 +118,14 @@ pub enum AuditAction {
         /// The store's folder (the config's data_dir).
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
+        /// Also check that the chain still holds this signed checkpoint (`audit checkpoint`
+        /// output) at its count.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        checkpoint: Option<PathBuf>,
+        /// The audit public key that signed the checkpoint (`audit key` output, an
+        /// audit_ed25519.pub, or an allowed-signers line): your own copy, not the CA host's.
+        #[arg(long, value_name = "FILE", requires = "checkpoint")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -148,6 +156,9 @@ pub struct InitArgs {
     /// The folder to create the keys and config in.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
+    /// Make only the audit signing key (audit_ed25519), for an existing set-up.
+    #[arg(long)]
+    pub audit_key_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -26,6 +26,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Init(args) if args.audit_key_only => init::audit_key_only(&args.dir),
         Command::Init(args) => init::run(&args.dir),
         Command::Check(args) => return check(&args.config),
         Command::Audit(args) => audit::run(args),

@@ -107,6 +107,11 @@ async fn serve(
     // Second factors: the key that seals their secrets, checked like the CA key if it exists
     // (made at the first enrolment otherwise).
     authority.use_mfa_key(&config.mfa_key)?;
+    // The audit signing key: checked like the CA key, or made now for a store set up before
+    // checkpoints existed (logged by the authority).
+    authority
+        .use_audit_key(&config.audit_key)
+        .with_context(|| format!("audit_key {}", config.audit_key.display()))?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -140,6 +145,10 @@ async fn serve(
     }
 
     let sweeper = tokio::spawn(lapse_sweeper(authority.clone()));
+    let checkpointer = tokio::spawn(checkpoints(
+        authority.clone(),
+        config.checkpoint_interval,
+    ));
     let reloader = tokio::spawn(reload_on_sighup(
         authority.clone(),
         config.file.clone(),
@@ -157,6 +166,7 @@ async fn serve(
     )
     .await?;
     sweeper.abort();
+    checkpointer.abort();
     reloader.abort();
     blocking(&authority, |a| {
         a.record(AuditRecord::new(EventKind::DaemonStopped, DAEMON))
@@ -187,6 +197,8 @@ async fn blocking<T: Send + 'static>(
 struct Fixed {
     notify: Vec<jitca_policy::Hook>,
     mfa_key: std::path::PathBuf,
+    audit_key: std::path::PathBuf,
+    checkpoint_interval: Duration,
     listen: std::net::SocketAddr,
     data_dir: std::path::PathBuf,
 }
@@ -196,6 +208,8 @@ impl Fixed {
         Self {
             notify: config.notify.clone(),
             mfa_key: config.mfa_key.clone(),
+            audit_key: config.audit_key.clone(),
+            checkpoint_interval: config.checkpoint_interval,
             listen: config.listen,
             data_dir: config.data_dir.clone(),
         }
@@ -214,7 +228,7 @@ async fn reload_on_sighup(authority: Arc<Authority>, file: std::path::PathBuf, f
             Ok(config) => {
                 if Fixed::of(&config) != fixed {
                     tracing::warn!(
-                        "listen, data_dir, mfa_key or notify changed: they take effect at the \
+                        "listen, data_dir, mfa_key, audit_key, checkpoint_interval or notify changed: they take effect at the \
                          next restart; the rest of the config is reloaded now"
                     );
                 }
@@ -261,6 +275,21 @@ async fn lapse_sweeper(authority: Arc<Authority>) {
         .await;
         if let Err(e) = outcome {
             tracing::error!(error = %e, "periodic upkeep failed");
+        }
+    }
+}
+
+/// Every `interval`, a signed checkpoint of the audit chain: recorded in the chain (and so in
+/// the `audit_log` file), logged, and sent to the `notify:` webhooks, so that copies live
+/// outside the CA host (docs/audit.md).
+async fn checkpoints(authority: Arc<Authority>, interval: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match blocking(&authority, |a| a.checkpoint(None)).await {
+            Ok(signed) => tracing::info!(checkpoint = %signed, "audit checkpoint signed"),
+            Err(e) => tracing::error!(error = %e, "cannot sign an audit checkpoint"),
         }
     }
 }

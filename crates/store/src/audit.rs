@@ -67,6 +67,8 @@ pub enum EventKind {
     MfaReset,
     /// A one-time code was wrong or replayed.
     MfaFailed,
+    /// A signed checkpoint of the chain was made (by the daemon, or by an auditor).
+    Checkpoint,
     /// A kind this version does not know (written by a newer jitca).
     #[serde(other)]
     Other,
@@ -98,6 +100,7 @@ impl EventKind {
             EventKind::MfaConfirmed => "mfa_confirmed",
             EventKind::MfaReset => "mfa_reset",
             EventKind::MfaFailed => "mfa_failed",
+            EventKind::Checkpoint => "checkpoint",
             EventKind::Other => "other",
         }
     }
@@ -299,6 +302,11 @@ impl Verifier {
 
     /// The next stored record: `key` is the seq it is stored under.
     pub fn next(&mut self, key: u64, line: &[u8]) -> Result<(), ChainBreak> {
+        self.next_record(key, line).map(drop)
+    }
+
+    /// [`Verifier::next`], giving back the record it decoded.
+    pub fn next_record(&mut self, key: u64, line: &[u8]) -> Result<AuditRecord, ChainBreak> {
         let expected = self.head.seq + 1;
         if key != expected {
             return Err(ChainBreak {
@@ -337,11 +345,11 @@ impl Verifier {
         }
         self.head = Head {
             seq: key,
-            hash: record.hash.unwrap_or_default(),
+            hash: record.hash.clone().unwrap_or_default(),
             time: record.time,
         };
         self.count += 1;
-        Ok(())
+        Ok(record)
     }
 
     /// After the last record: the stored head must name it.

@@ -148,6 +148,15 @@ pub struct KrlState {
 
 /// What a verification found: the intact chain's head, or the first broken record.
 pub fn verify_audit(store: &dyn Store) -> Result<Result<Head, ChainBreak>, StoreError> {
+    verify_audit_visit(store, &mut |_| {})
+}
+
+/// [`verify_audit`], calling `visit` with each record once it is verified, in seq order (up
+/// to the first break): one pass for a report or a checkpoint check that also proves the chain.
+pub fn verify_audit_visit(
+    store: &dyn Store,
+    visit: &mut dyn FnMut(&AuditRecord),
+) -> Result<Result<Head, ChainBreak>, StoreError> {
     // One consistent view of a log that may grow while it is read: the head read first names
     // records that all exist before the scan starts; records appended during the scan must
     // chain on from it, and none may lie beyond the head read last. Reading the head only at
@@ -156,8 +165,9 @@ pub fn verify_audit(store: &dyn Store) -> Result<Result<Head, ChainBreak>, Store
     let mut verifier = audit::Verifier::new();
     let mut at_before = (before.seq == 0).then(Head::genesis);
     let mut broken = None;
-    store.raw_audit(&mut |seq, line| match verifier.next(seq, line) {
-        Ok(()) => {
+    store.raw_audit(&mut |seq, line| match verifier.next_record(seq, line) {
+        Ok(record) => {
+            visit(&record);
             if seq == before.seq {
                 at_before = Some(verifier.head().clone());
             }
