@@ -13,6 +13,7 @@ mod error;
 pub mod governance;
 mod lifecycle;
 pub mod mfa;
+mod report;
 mod revocation;
 mod status;
 

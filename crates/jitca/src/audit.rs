@@ -22,7 +22,7 @@ pub fn run(args: AuditArgs) -> Result<()> {
     }
 }
 
-fn open(dir: &Path) -> Result<SledStore> {
+pub fn open(dir: &Path) -> Result<SledStore> {
     // sled creates a missing store: check first, so a typo cannot make an empty "log".
     if !dir.join("db").is_file() {
         bail!(

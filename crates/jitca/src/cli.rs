@@ -26,6 +26,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Read the audit log offline, while the daemon is stopped (or `audit verify`).
     Audit(AuditArgs),
+    /// The period's evidence offline (daemon stopped): grants, decisions, revocations,
+    /// reviews, usage, rules and the chain's verification, as text, JSON or HTML.
+    Report(ReportArgs),
     /// Ask for access with a fresh key pair; on approval load key and certificate into
     /// ssh-agent for exactly the certificate's lifetime (or write them with --out).
     Login(LoginArgs),
@@ -98,6 +101,27 @@ pub struct AuditArgs {
     /// One JSON object a line (the stored records, verbatim), for SIEM ingestion.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["data", "config"])))]
+pub struct ReportArgs {
+    /// The store's folder (the config's data_dir); the rules are then unknown unless
+    /// --config is given too.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The jitca config file: its data_dir and the rules in force.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// From T: RFC 3339, a date (2026-11-01), or a duration ago (30d).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Up to (not including) T.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// text, json or html (one self-contained file).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub format: String,
 }
 
 #[derive(Debug, Args)]

@@ -13,6 +13,7 @@ mod generate;
 mod host_setup;
 mod init;
 mod login;
+mod report;
 mod serve;
 mod usage;
 
@@ -30,6 +31,7 @@ fn main() -> ExitCode {
         Command::Init(args) => init::run(&args.dir),
         Command::Check(args) => return check(&args.config),
         Command::Audit(args) => audit::run(args),
+        Command::Report(args) => report::run(args),
         Command::Login(args) => login::run(args),
         Command::HostSetup(args) => host_setup::run(args),
         Command::Usage(args) => usage::run(args),
