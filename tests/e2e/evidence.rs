@@ -82,18 +82,28 @@ fn checkpoints_are_signed_with_an_audit_key_of_their_own_and_ssh_keygen_checks_t
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "jitca audit checkpoint", "{text}");
     assert!(lines[1].starts_with("records "), "{text}");
-    assert!(lines[2].starts_with("head ") && lines[2].len() == 5 + 64, "{text}");
+    assert!(
+        lines[2].starts_with("head ") && lines[2].len() == 5 + 64,
+        "{text}"
+    );
     assert!(lines[3].starts_with("time 20"), "{text}");
     assert!(sig.trim_end().ends_with("-----END SSH SIGNATURE-----"));
 
     let dir = tempfile::tempdir().unwrap();
     let accepted = ssh_keygen_verify(dir.path(), &key_line, text.as_bytes(), &sig);
     assert_eq!(accepted.status, 0, "{accepted:?}");
-    assert!(accepted.stdout.contains("Good \"jitca-audit\" signature"), "{accepted:?}");
+    assert!(
+        accepted.stdout.contains("Good \"jitca-audit\" signature"),
+        "{accepted:?}"
+    );
     // One byte changed: refused.
     let mut changed = text.clone().into_bytes();
     let at = changed.iter().position(|b| b.is_ascii_digit()).unwrap();
-    changed[at] = if changed[at] == b'9' { b'1' } else { changed[at] + 1 };
+    changed[at] = if changed[at] == b'9' {
+        b'1'
+    } else {
+        changed[at] + 1
+    };
     let refused = ssh_keygen_verify(dir.path(), &key_line, &changed, &sig);
     assert_ne!(refused.status, 0, "{refused:?}");
 
@@ -186,7 +196,10 @@ fn a_store_without_an_audit_key_gets_one() {
     // A key others may read is refused by `jitca check`, like the CA key.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let check = run(
-        Command::new(JITCA).arg("check").arg("--config").arg(&ca.config),
+        Command::new(JITCA)
+            .arg("check")
+            .arg("--config")
+            .arg(&ca.config),
         None,
     );
     assert_eq!(check.status, 1, "{check:?}");
@@ -288,7 +301,10 @@ fn a_cut_tail_with_a_rewritten_head_passes_verify_but_not_an_earlier_checkpoint(
     let cut = copy.path().join("data");
     let plain = verify(&cut, false);
     plain.ok();
-    assert!(plain.stdout.contains(&format!("{keep} records")), "{plain:?}");
+    assert!(
+        plain.stdout.contains(&format!("{keep} records")),
+        "{plain:?}"
+    );
     let anchored = verify(&cut, true);
     assert_eq!(anchored.status, 1, "{anchored:?}");
     assert!(
@@ -394,8 +410,12 @@ fn known_history(team: &Team, ca: &Ca) -> Vec<String> {
         &team.alice,
         "web2 --as root --for 1h --no-wait --reason INC-2 deploy",
     ));
-    ca.ssh(&team.carol, &format!("deny {b} --reason not during the freeze"), None)
-        .ok();
+    ca.ssh(
+        &team.carol,
+        &format!("deny {b} --reason not during the freeze"),
+        None,
+    )
+    .ok();
     let c = id_of(&ca.request(
         &team.alice,
         "web2 --as nobody --for 1h --no-wait --reason INC-3 anyone?",
@@ -613,7 +633,9 @@ fn the_html_report_renders_in_chromium_self_contained_and_escaped() {
         // Self-contained: apart from that text, nothing that could load from anywhere, and
         // no script at all.
         let lower = html.replace(escaped, "").to_lowercase();
-        for remote in ["<script", "http://", "https://", "src=", "href=", "@import", "url("] {
+        for remote in [
+            "<script", "http://", "https://", "src=", "href=", "@import", "url(",
+        ] {
             assert!(!lower.contains(remote), "{remote} in the HTML");
         }
     }
@@ -647,7 +669,11 @@ fn the_html_report_renders_in_chromium_self_contained_and_escaped() {
         .nth(1)
         .and_then(|s| s.split("</section>").next())
         .unwrap();
-    assert_eq!(grants_section.matches("<tr").count(), 1 + 4, "a head row and 4 grants");
+    assert_eq!(
+        grants_section.matches("<tr").count(),
+        1 + 4,
+        "a head row and 4 grants"
+    );
     for id in [&ids[0], &ids[3], &ids[4], &ids[5]] {
         assert!(grants_section.contains(id.as_str()), "{id}");
     }
@@ -655,7 +681,10 @@ fn the_html_report_renders_in_chromium_self_contained_and_escaped() {
     assert!(dom.matches("<rect class=\"bar\"").count() >= 5);
     // The parsed page holds the hostile reason as text: no element came of it.
     assert!(!dom.contains("<script") && !dom.contains("<img"));
-    assert!(dom.contains("&lt;script&gt;alert(\"x\")&lt;/script&gt;"), "{dom}");
+    assert!(
+        dom.contains("&lt;script&gt;alert(\"x\")&lt;/script&gt;"),
+        "{dom}"
+    );
     assert!(dom.contains("id=\"chain-status\""));
 
     let shot = dir.join("report.png");
@@ -666,5 +695,9 @@ fn the_html_report_renders_in_chromium_self_contained_and_escaped() {
     ]);
     assert_eq!(out.status, 0, "{out:?}");
     let png = std::fs::read(&shot).expect("a screenshot");
-    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{}", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 20_000,
+        "{}",
+        png.len()
+    );
 }

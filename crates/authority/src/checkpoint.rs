@@ -128,9 +128,7 @@ pub fn check_chain(
         Ok(head) => head,
         Err(broken) => return Ok(Err(broken)),
     };
-    let stamp = checkpoint
-        .time
-        .to_rfc3339_opts(SecondsFormat::Secs, true);
+    let stamp = checkpoint.time.to_rfc3339_opts(SecondsFormat::Secs, true);
     Ok(match at_count {
         None => Err(ChainBreak {
             seq: head.seq + 1,
@@ -239,10 +237,10 @@ impl Authority {
         .with("checkpoint", &signed);
         event.source = caller.map(|c| c.source.clone());
         self.record(event)?;
-        if caller.is_none() {
-            if let Some(notify) = &self.notify {
-                notify.checkpoint(&signed);
-            }
+        if caller.is_none()
+            && let Some(notify) = &self.notify
+        {
+            notify.checkpoint(&signed);
         }
         Ok(signed)
     }
@@ -289,11 +287,12 @@ mod tests {
     fn a_signed_checkpoint_verifies_and_reads_back() {
         let key = jitca_signer::generate_ed25519("t").unwrap();
         let signed = sample().sign(&key).unwrap();
-        assert!(signed.starts_with(
-            "jitca audit checkpoint\nrecords 42\nhead abab"
-        ));
+        assert!(signed.starts_with("jitca audit checkpoint\nrecords 42\nhead abab"));
         assert!(signed.contains("time 2026-12-01T10:00:00Z\n-----BEGIN SSH SIGNATURE-----\n"));
-        assert_eq!(Checkpoint::verify(&signed, key.public_key()).unwrap(), sample());
+        assert_eq!(
+            Checkpoint::verify(&signed, key.public_key()).unwrap(),
+            sample()
+        );
     }
 
     #[test]

@@ -68,14 +68,20 @@ pub fn audit_key_only(dir: &Path) -> Result<()> {
     let path = dir.join(AUDIT_KEY);
     for file in [path.clone(), dir.join(format!("{AUDIT_KEY}.pub"))] {
         if file.exists() {
-            bail!("{} exists already; refusing to overwrite it", file.display());
+            bail!(
+                "{} exists already; refusing to overwrite it",
+                file.display()
+            );
         }
     }
     if !dir.is_dir() {
         bail!("{} is not a folder", dir.display());
     }
     let key = jitca_authority::checkpoint::create_key(&path)?;
-    println!("created {} (+ .pub), the audit signing key:", path.display());
+    println!(
+        "created {} (+ .pub), the audit signing key:",
+        path.display()
+    );
     println!("  {}", jitca_authority::checkpoint::public_line(&key));
     println!("  (the config's audit_key: defaults to {AUDIT_KEY} next to the config file)");
     Ok(())

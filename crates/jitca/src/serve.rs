@@ -145,10 +145,7 @@ async fn serve(
     }
 
     let sweeper = tokio::spawn(lapse_sweeper(authority.clone()));
-    let checkpointer = tokio::spawn(checkpoints(
-        authority.clone(),
-        config.checkpoint_interval,
-    ));
+    let checkpointer = tokio::spawn(checkpoints(authority.clone(), config.checkpoint_interval));
     let reloader = tokio::spawn(reload_on_sighup(
         authority.clone(),
         config.file.clone(),

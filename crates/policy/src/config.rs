@@ -2115,7 +2115,9 @@ rules:
         assert_eq!(set.checkpoint_interval, Duration::from_secs(900));
         assert_eq!(
             errors("checkpoint_interval: 8d\n"),
-            ["/etc/jitca/jitca.yaml:1: checkpoint_interval: 8d is longer than the most jitca allows (7d)"]
+            [
+                "/etc/jitca/jitca.yaml:1: checkpoint_interval: 8d is longer than the most jitca allows (7d)"
+            ]
         );
         assert_eq!(
             errors("audit_key: \"\"\n"),

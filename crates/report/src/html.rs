@@ -65,7 +65,11 @@ fn list(items: &[String]) -> String {
     if items.is_empty() {
         "–".into()
     } else {
-        items.iter().map(|i| escape(i)).collect::<Vec<_>>().join(", ")
+        items
+            .iter()
+            .map(|i| escape(i))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -168,7 +172,13 @@ pub fn render(r: &Report) -> String {
     }
     totals(&mut o, r);
     charts(&mut o, r);
-    grants_table(&mut o, "grants", "Grants", "Every certificate issued in the period.", &r.grants);
+    grants_table(
+        &mut o,
+        "grants",
+        "Grants",
+        "Every certificate issued in the period.",
+        &r.grants,
+    );
     let glass: Vec<GrantRow> = r.grants.iter().filter(|g| g.break_glass).cloned().collect();
     grants_table(
         &mut o,
@@ -314,13 +324,23 @@ fn charts(o: &mut String, r: &Report) {
     } else {
         "Grants per host group"
     };
-    figure(o, caption, false, &rows(&sorted(per_group), &|v| format!("{v}")));
+    figure(
+        o,
+        caption,
+        false,
+        &rows(&sorted(per_group), &|v| format!("{v}")),
+    );
 
     let mut per_rule: BTreeMap<String, f64> = BTreeMap::new();
     for g in &r.grants {
         *per_rule.entry(g.rule.clone()).or_default() += 1.0;
     }
-    figure(o, "Grants per rule", false, &rows(&sorted(per_rule), &|v| format!("{v}")));
+    figure(
+        o,
+        "Grants per rule",
+        false,
+        &rows(&sorted(per_rule), &|v| format!("{v}")),
+    );
 
     // Time from request to issuance of grants that waited for an approver.
     let buckets: [(&str, i64); 7] = [
@@ -334,7 +354,11 @@ fn charts(o: &mut String, r: &Report) {
     ];
     let mut counts = [0u64; 7];
     let mut waits = Vec::new();
-    for g in r.grants.iter().filter(|g| !g.break_glass && !g.approvers.is_empty()) {
+    for g in r
+        .grants
+        .iter()
+        .filter(|g| !g.break_glass && !g.approvers.is_empty())
+    {
         if let Some(asked) = g.requested_at {
             let secs = (g.issued_at - asked).num_seconds().max(0);
             waits.push(secs);
@@ -358,7 +382,12 @@ fn charts(o: &mut String, r: &Report) {
         false,
         &columns(&hist, "grants", 520.0),
     );
-    figure(o, "Durations granted against the rule's maximum", false, &durations(r));
+    figure(
+        o,
+        "Durations granted against the rule's maximum",
+        false,
+        &durations(r),
+    );
     o.push_str("</section>\n");
 }
 
@@ -393,17 +422,16 @@ fn rows(items: &[(String, f64)], value: &dyn Fn(f64) -> String) -> String {
     let (w, label_w, row_h) = (520.0, 130.0, 24.0);
     let max = items.iter().map(|(_, v)| *v).fold(1.0, f64::max);
     let h = items.len() as f64 * row_h + 6.0;
-    let mut s = format!(
-        "<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\">\n"
-    );
+    let mut s =
+        format!("<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\">\n");
     for (i, (label, v)) in items.iter().enumerate() {
         let y = i as f64 * row_h + 3.0;
         let bw = (w - label_w - 50.0) * v / max;
-        let _ = write!(
+        let _ = writeln!(
             s,
             "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>\
              <rect class=\"bar\" x=\"{label_w}\" y=\"{y}\" width=\"{bw:.1}\" height=\"{}\" rx=\"2\"/>\
-             <text x=\"{:.1}\" y=\"{}\">{}</text>\n",
+             <text x=\"{:.1}\" y=\"{}\">{}</text>",
             label_w - 8.0,
             y + 14.0,
             escape(&short(label, 20)),
@@ -506,9 +534,8 @@ fn durations(r: &Report) -> String {
     let (w, label_w, row_h) = (520.0, 130.0, 34.0);
     let h = per_rule.len() as f64 * row_h + 6.0;
     let span = w - label_w - 130.0;
-    let mut s = format!(
-        "<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\">\n"
-    );
+    let mut s =
+        format!("<svg viewBox=\"0 0 {w} {h}\" width=\"{w}\" height=\"{h}\" role=\"img\">\n");
     for (i, (rule, d)) in per_rule.iter().enumerate() {
         let y = i as f64 * row_h + 3.0;
         let longest = d.iter().copied().max().unwrap_or(0);
@@ -548,9 +575,11 @@ fn durations(r: &Report) -> String {
             escape(&text)
         );
     }
-    s.push_str("</svg>\n<p class=\"legend\"><i style=\"background:#9fbad4\"></i>longest granted\
+    s.push_str(
+        "</svg>\n<p class=\"legend\"><i style=\"background:#9fbad4\"></i>longest granted\
         <i style=\"background:#2f5d8a\"></i>mean granted<i style=\"background:#b3261e;width:3px\">\
-        </i>rule maximum</p>\n");
+        </i>rule maximum</p>\n",
+    );
     s
 }
 
@@ -624,14 +653,20 @@ fn grants_table(o: &mut String, id: &str, title: &str, note: &str, grants: &[Gra
             "<tr{}><td class=\"mono\">{}</td><td>{}</td><td>{approvers}</td><td>{}</td>\
              <td>{}</td><td class=\"reason\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{ended}</td><td>{used}</td><td>{review}</td></tr>",
-            if g.break_glass { " class=\"glass\"" } else { "" },
+            if g.break_glass {
+                " class=\"glass\""
+            } else {
+                ""
+            },
             escape(&g.id),
             escape(&g.requester),
             list(&g.hosts),
             list(&g.logins),
             escape(&g.reason),
             escape(&g.rule),
-            g.serial.map(|s| s.to_string()).unwrap_or_else(|| "–".into()),
+            g.serial
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "–".into()),
             time(g.issued_at),
             opt_time(g.valid_before),
         );
@@ -700,7 +735,9 @@ fn revocations(o: &mut String, r: &Report) {
              <td><span class=\"tag {kind}\">{kind}</span></td><td>{}</td><td>{}</td>\
              <td class=\"reason\">{}</td></tr>",
             escape(&v.id),
-            v.serial.map(|s| s.to_string()).unwrap_or_else(|| "–".into()),
+            v.serial
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "–".into()),
             escape(&v.requester),
             escape(&v.by),
             time(v.at),
@@ -734,7 +771,11 @@ fn rules(o: &mut String, r: &Report) {
             o,
             "<tr{}><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
              <td>{}</td><td>{}</td><td class=\"mono\">{}</td></tr>",
-            if rule.break_glass { " class=\"glass\"" } else { "" },
+            if rule.break_glass {
+                " class=\"glass\""
+            } else {
+                ""
+            },
             escape(&rule.name),
             if rule.break_glass {
                 " <span class=\"tag bg\">break-glass</span>"
@@ -771,7 +812,10 @@ mod tests {
             escape("<script>alert('x')</script> & \"q\""),
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;"
         );
-        assert_eq!(escape("a\u{202E}b\u{7}c\u{200B}"), "a\\u{202e}b\\u{7}c\\u{200b}");
+        assert_eq!(
+            escape("a\u{202E}b\u{7}c\u{200B}"),
+            "a\\u{202e}b\\u{7}c\\u{200b}"
+        );
         assert_eq!(escape("plain web1 ünïcode"), "plain web1 ünïcode");
     }
 
@@ -783,7 +827,9 @@ mod tests {
         for remote in ["http://", "https://", "src=", "href=", "@import", "url("] {
             assert!(!html.contains(remote), "{remote}");
         }
-        assert!(html.contains("INC-1 &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"));
+        assert!(
+            html.contains("INC-1 &lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;")
+        );
         for section in [
             "id=\"grants\"",
             "id=\"break-glass\"",

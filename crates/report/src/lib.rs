@@ -209,7 +209,10 @@ pub struct Builder {
 }
 
 fn detail_str(r: &AuditRecord, key: &str) -> Option<String> {
-    r.details.get(key).and_then(Value::as_str).map(str::to_string)
+    r.details
+        .get(key)
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn detail_time(r: &AuditRecord, key: &str) -> Option<DateTime<Utc>> {
@@ -258,12 +261,33 @@ impl Builder {
         let Some(id) = r.request.as_deref() else {
             return;
         };
-        let facts = self.requests.entry(id.to_string()).or_default();
-        if facts.requester.is_empty() {
-            facts.requester = r.requester.clone().unwrap_or_default();
-            facts.hosts = r.hosts.clone();
-            facts.logins = r.logins.clone();
+        if !matches!(
+            r.event,
+            EventKind::Requested
+                | EventKind::Approved
+                | EventKind::Issued
+                | EventKind::Denied
+                | EventKind::Lapsed
+                | EventKind::Done
+                | EventKind::Revoked
+                | EventKind::Reviewed
+                | EventKind::UsageRecorded
+        ) {
+            return;
         }
+        // Looked up before inserting: no allocation for the id of a request seen before.
+        if !self.requests.contains_key(id) {
+            self.requests.insert(
+                id.to_string(),
+                Facts {
+                    requester: r.requester.clone().unwrap_or_default(),
+                    hosts: r.hosts.clone(),
+                    logins: r.logins.clone(),
+                    ..Facts::default()
+                },
+            );
+        }
+        let facts = self.requests.get_mut(id).expect("inserted above");
         match r.event {
             EventKind::Requested => {
                 facts.reason = r.reason.clone().unwrap_or_default();
@@ -276,10 +300,8 @@ impl Builder {
                     self.requested += 1;
                 }
             }
-            EventKind::Approved => {
-                if !facts.approvers.contains(&r.actor) {
-                    facts.approvers.push(r.actor.clone());
-                }
+            EventKind::Approved if !facts.approvers.contains(&r.actor) => {
+                facts.approvers.push(r.actor.clone());
             }
             EventKind::Issued => {
                 facts.issued_at = Some(r.time);
@@ -302,11 +324,7 @@ impl Builder {
                     self.denials.push(id.to_string());
                 }
             }
-            EventKind::Lapsed => {
-                if within {
-                    self.lapses.push((id.to_string(), r.time));
-                }
-            }
+            EventKind::Lapsed if within => self.lapses.push((id.to_string(), r.time)),
             EventKind::Done | EventKind::Revoked => {
                 let kind = if r.event == EventKind::Done {
                     "done"
@@ -616,7 +634,12 @@ mod tests {
         let mut log = vec![
             requested("old", -100, "before the period", false),
             issued("old", -90, 1, &["bob"]),
-            requested("a", 0, "INC-1 <script>alert(1)</script> & \"quotes\"", false),
+            requested(
+                "a",
+                0,
+                "INC-1 <script>alert(1)</script> & \"quotes\"",
+                false,
+            ),
             ev(EventKind::Approved, "bob", "a", 5),
             issued("a", 5, 2, &["bob"]),
             requested("b", 10, "INC-2", false),
@@ -693,7 +716,10 @@ mod tests {
         assert_eq!(a.review.as_ref().unwrap().outcome, "ok");
         assert_eq!(r.grants[2].ended, "done");
         assert_eq!(r.grants[3].ended, "revoked");
-        assert_eq!(r.grants[3].end_reason.as_deref(), Some("compromised laptop"));
+        assert_eq!(
+            r.grants[3].end_reason.as_deref(),
+            Some("compromised laptop")
+        );
         assert_eq!(r.grants[4].ended, "live");
         assert_eq!(r.break_glass, ["d"]);
         assert_eq!(r.unreviewed, ["d", "e", "f"]);

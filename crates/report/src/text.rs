@@ -43,7 +43,10 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(
         o,
         "period: {} to {}",
-        r.period.since.map(time).unwrap_or_else(|| "the first record".into()),
+        r.period
+            .since
+            .map(time)
+            .unwrap_or_else(|| "the first record".into()),
         time(r.period.until)
     );
     let _ = writeln!(
@@ -82,7 +85,9 @@ pub fn render(r: &Report) -> String {
              ended {}{} used {} review {}{}\n    reason: {}",
             plain(&g.id),
             plain(&g.requester),
-            g.serial.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            g.serial
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
             plain(&g.rule),
             list(&g.hosts),
             list(&g.logins),
@@ -141,7 +146,9 @@ pub fn render(r: &Report) -> String {
             o,
             "  {} serial {} {} by {} at {}: {}",
             plain(&v.id),
-            v.serial.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            v.serial
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "-".into()),
             v.kind,
             plain(&v.by),
             time(v.at),

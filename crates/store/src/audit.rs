@@ -270,9 +270,10 @@ pub fn open(seq: u64, line: &[u8]) -> Result<AuditRecord, ChainBreak> {
     if &line[body_end..body_end + HASH_MEMBER.len()] != HASH_MEMBER {
         return Err(broken("malformed: it was changed"));
     }
-    let mut body = line[..body_end].to_vec();
-    body.push(b'}');
-    if hex::encode(Sha256::digest(&body)) != hash {
+    let mut hasher = Sha256::new();
+    hasher.update(&line[..body_end]);
+    hasher.update(b"}");
+    if hex::encode(hasher.finalize()) != hash {
         return Err(broken(
             "its content does not match its hash: it was changed",
         ));
@@ -307,6 +308,16 @@ impl Verifier {
 
     /// [`Verifier::next`], giving back the record it decoded.
     pub fn next_record(&mut self, key: u64, line: &[u8]) -> Result<AuditRecord, ChainBreak> {
+        self.next_opened(key, || open(key, line))
+    }
+
+    /// [`Verifier::next_record`] for a line already decoded and checked by [`open`] (on
+    /// another thread, say): `opened` gives [`open`]'s outcome for the line stored at `key`.
+    pub fn next_opened(
+        &mut self,
+        key: u64,
+        opened: impl FnOnce() -> Result<AuditRecord, ChainBreak>,
+    ) -> Result<AuditRecord, ChainBreak> {
         let expected = self.head.seq + 1;
         if key != expected {
             return Err(ChainBreak {
@@ -321,7 +332,7 @@ impl Verifier {
                 },
             });
         }
-        let record = open(key, line)?;
+        let record = opened()?;
         if record.seq != key {
             return Err(ChainBreak {
                 seq: key,

@@ -37,8 +37,8 @@ pub(super) fn check(args: &[String]) -> Result<(Period, Format), Failure> {
     {
         return Err(Failure::Refused("--since must be before --until".into()));
     }
-    let format = Format::parse(parsed.value("--format").unwrap_or("text"))
-        .map_err(Failure::Refused)?;
+    let format =
+        Format::parse(parsed.value("--format").unwrap_or("text")).map_err(Failure::Refused)?;
     Ok((period, format))
 }
 
