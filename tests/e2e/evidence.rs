@@ -193,6 +193,31 @@ fn a_store_without_an_audit_key_gets_one() {
         ca.log.lock().unwrap()
     );
     ca.ssh(&team.ivy, "audit key", None).ok();
+    // Where it cannot be made, the daemon still starts, says so, and checkpoints are off.
+    assert_eq!(ca.stop(), 0);
+    let config = std::fs::read_to_string(&ca.config).unwrap();
+    std::fs::write(
+        &ca.config,
+        config.replace(
+            "data_dir: data\n",
+            "data_dir: data\naudit_key: nowhere/audit_ed25519\n",
+        ),
+    )
+    .unwrap();
+    ca.start_again();
+    assert!(
+        ca.log
+            .lock()
+            .unwrap()
+            .contains("cannot make the audit signing key"),
+        "{}",
+        ca.log.lock().unwrap()
+    );
+    ca.ssh(&team.ivy, "audit checkpoint", None)
+        .refused("no audit key");
+    assert_eq!(ca.stop(), 0);
+    std::fs::write(&ca.config, config).unwrap();
+    ca.start_again();
     // A key others may read is refused by `jitca check`, like the CA key.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
     let check = run(

@@ -107,11 +107,22 @@ async fn serve(
     // Second factors: the key that seals their secrets, checked like the CA key if it exists
     // (made at the first enrolment otherwise).
     authority.use_mfa_key(&config.mfa_key)?;
-    // The audit signing key: checked like the CA key, or made now for a store set up before
-    // checkpoints existed (logged by the authority).
-    authority
-        .use_audit_key(&config.audit_key)
-        .with_context(|| format!("audit_key {}", config.audit_key.display()))?;
+    // The audit signing key: checked like the CA key (a bad one stops the start), or made now
+    // for a set-up older than checkpoints (logged by the authority). A daemon that may not
+    // write next to its config still starts, with checkpoints off until the key is made.
+    match authority.use_audit_key(&config.audit_key) {
+        Ok(_) => {}
+        Err(e) if !config.audit_key.exists() => tracing::error!(
+            path = %config.audit_key.display(),
+            error = %e,
+            "cannot make the audit signing key: checkpoints are off until `jitca init \
+             --audit-key-only --dir DIR` makes it and the daemon restarts"
+        ),
+        Err(e) => {
+            return Err(anyhow!(e))
+                .with_context(|| format!("audit_key {}", config.audit_key.display()));
+        }
+    }
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
