@@ -307,6 +307,37 @@ mod tests {
     }
 
     #[test]
+    fn the_chain_must_still_hold_the_checkpoints_head_at_its_count() {
+        use jitca_store::{SledStore, Store};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let event = || AuditRecord::new(EventKind::Requested, "alice");
+        let head = store.append_audit(&[event(), event(), event()]).unwrap();
+        let at_three = Checkpoint::of(&head, Utc::now());
+        store.append_audit(&[event(), event()]).unwrap();
+        // Held: the log grew on from it.
+        assert_eq!(check_chain(&store, &at_three).unwrap().unwrap().seq, 5);
+        // A checkpoint from a longer log than this one: the next record is missing.
+        let mut ahead = at_three.clone();
+        ahead.records = 9;
+        let missing = check_chain(&store, &ahead).unwrap().unwrap_err();
+        assert_eq!(missing.seq, 6);
+        assert!(missing.problem.contains("is missing"), "{missing}");
+        // Another head at that count: the record was rewritten.
+        let mut other = at_three.clone();
+        other.head = "0f".repeat(32);
+        let changed = check_chain(&store, &other).unwrap().unwrap_err();
+        assert_eq!(changed.seq, 3);
+        assert!(
+            changed.problem.contains("does not match the checkpoint"),
+            "{changed}"
+        );
+        // The empty log's checkpoint holds for any log.
+        let genesis = Checkpoint::of(&Head::genesis(), Utc::now());
+        assert!(check_chain(&store, &genesis).unwrap().is_ok());
+    }
+
+    #[test]
     fn malformed_text_is_refused() {
         assert!(Checkpoint::parse("hello\n").is_err());
         assert!(Checkpoint::parse("jitca audit checkpoint\nrecords x\n").is_err());
