@@ -5,6 +5,7 @@ mod audit;
 mod bench_smoke;
 mod ca_key;
 mod cli;
+mod evidence;
 mod faults;
 mod first_run;
 mod governance;

@@ -8,15 +8,18 @@
 //! (run them on a blocking thread): once started they finish, even if the caller goes away.
 
 pub mod audit;
+pub mod checkpoint;
 mod error;
 pub mod governance;
 mod lifecycle;
 mod metered;
 pub mod mfa;
+mod report;
 mod revocation;
 mod status;
 
 pub use audit::{AuthFailure, parse_time};
+pub use checkpoint::Checkpoint;
 pub use error::AuthorityError;
 pub use governance::{Sighting, UsageReport, read_sshd_log, record_usage};
 pub use jitca_store::{

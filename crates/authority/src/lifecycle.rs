@@ -72,6 +72,8 @@ pub enum Notice {
 /// issuance). `by` is who caused it, when a person did.
 pub trait Notify: Send + Sync {
     fn notify(&self, notice: Notice, request: &Request, by: Option<&str>);
+    /// The daemon signed a checkpoint of the audit chain (text and armored signature).
+    fn checkpoint(&self, _signed: &str) {}
 }
 
 /// A request as the requester makes it, already syntax-checked.
@@ -136,7 +138,9 @@ pub struct Authority {
     pub(crate) earlier_cas: Vec<PublicKey>,
     auth_failures: Mutex<AuthFailureLimiter>,
     changes: broadcast::Sender<String>,
-    notify: Option<Arc<dyn Notify>>,
+    pub(crate) notify: Option<Arc<dyn Notify>>,
+    /// The key that signs audit checkpoints (`crate::checkpoint`), once loaded or made.
+    pub(crate) audit_key: RwLock<Option<Arc<ssh_key::PrivateKey>>>,
     /// Second factors: the sealing key (`crate::mfa`).
     pub(crate) mfa: crate::mfa::MfaState,
     /// The control channel's host key, refused as a subject key.
@@ -179,6 +183,7 @@ impl Authority {
             auth_failures: Mutex::new(AuthFailureLimiter::new()),
             changes,
             notify: settings.notify,
+            audit_key: RwLock::new(None),
             mfa: crate::mfa::MfaState::default(),
             host_key: settings.host_key,
             retry: Mutex::new(Default::default()),

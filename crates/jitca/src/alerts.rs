@@ -63,6 +63,26 @@ impl Notify for Webhooks {
             serial: request.issuance().map(|i| i.serial),
             break_glass: request.break_glass,
             at: Utc::now(),
+            checkpoint: None,
+        });
+    }
+
+    fn checkpoint(&self, signed: &str) {
+        self.0.send(Alert {
+            event: AlertKind::Checkpoint,
+            id: String::new(),
+            requester: String::new(),
+            rule: String::new(),
+            hosts: Vec::new(),
+            logins: Vec::new(),
+            duration_secs: 0,
+            reason: String::new(),
+            by: None,
+            outcome: None,
+            serial: None,
+            break_glass: false,
+            at: Utc::now(),
+            checkpoint: Some(signed.to_string()),
         });
     }
 }

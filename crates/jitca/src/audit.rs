@@ -12,12 +12,17 @@ use crate::cli::{AuditAction, AuditArgs};
 
 pub fn run(args: AuditArgs) -> Result<()> {
     match args.action {
-        Some(AuditAction::Verify { data }) => verify(&data),
+        Some(AuditAction::Verify {
+            data,
+            checkpoint: Some(checkpoint),
+            key: Some(key),
+        }) => verify_checkpoint(&data, &checkpoint, &key),
+        Some(AuditAction::Verify { data, .. }) => verify(&data),
         None => query(args),
     }
 }
 
-fn open(dir: &Path) -> Result<SledStore> {
+pub fn open(dir: &Path) -> Result<SledStore> {
     // sled creates a missing store: check first, so a typo cannot make an empty "log".
     if !dir.join("db").is_file() {
         bail!(
@@ -28,6 +33,38 @@ fn open(dir: &Path) -> Result<SledStore> {
     SledStore::open(dir).map_err(|e| {
         anyhow!("{e} (stop the daemon first, or read the log over the control channel)")
     })
+}
+
+/// The chain against a signed checkpoint, with an audit public key the auditor kept.
+fn verify_checkpoint(dir: &Path, checkpoint: &Path, key: &Path) -> Result<()> {
+    let key = read_audit_public_key(key)?;
+    let signed = std::fs::read_to_string(checkpoint)
+        .with_context(|| format!("cannot read {}", checkpoint.display()))?;
+    let checkpoint = jitca_authority::Checkpoint::verify(&signed, &key).map_err(|e| anyhow!(e))?;
+    let store = open(dir)?;
+    match jitca_authority::checkpoint::check_chain(&store, &checkpoint)? {
+        Ok(head) => {
+            println!(
+                "audit log intact and holds the checkpoint: {} records, head {}",
+                head.seq, head.hash
+            );
+            Ok(())
+        }
+        Err(broken) => bail!("audit log does not hold the checkpoint: {broken}"),
+    }
+}
+
+/// An OpenSSH public key line, alone or inside an allowed-signers line.
+pub fn read_audit_public_key(path: &Path) -> Result<ssh_key::PublicKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines()
+        .filter_map(|line| {
+            let start = line.find("ssh-")?;
+            ssh_key::PublicKey::from_openssh(line[start..].trim()).ok()
+        })
+        .next()
+        .ok_or_else(|| anyhow!("{} holds no OpenSSH public key", path.display()))
 }
 
 fn verify(dir: &Path) -> Result<()> {

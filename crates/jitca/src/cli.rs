@@ -26,6 +26,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Read the audit log offline, while the daemon is stopped (or `audit verify`).
     Audit(AuditArgs),
+    /// The period's evidence offline (daemon stopped): grants, decisions, revocations,
+    /// reviews, usage, rules and the chain's verification, as text, JSON or HTML.
+    Report(ReportArgs),
     /// Ask for access with a fresh key pair; on approval load key and certificate into
     /// ssh-agent for exactly the certificate's lifetime (or write them with --out).
     Login(LoginArgs),
@@ -101,6 +104,27 @@ pub struct AuditArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).multiple(true).args(["data", "config"])))]
+pub struct ReportArgs {
+    /// The store's folder (the config's data_dir); the rules are then unknown unless
+    /// --config is given too.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// The jitca config file: its data_dir and the rules in force.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// From T: RFC 3339, a date (2026-11-01), or a duration ago (30d).
+    #[arg(long, value_name = "T")]
+    pub since: Option<String>,
+    /// Up to (not including) T.
+    #[arg(long, value_name = "T")]
+    pub until: Option<String>,
+    /// text, json or html (one self-contained file).
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub format: String,
+}
+
+#[derive(Debug, Args)]
 pub struct UsageArgs {
     /// The sshd log: syslog (auth.log, secure), journald/rsyslog ISO 8601, or `sshd -E`
     /// output; `-` reads stdin. sshd logs certificate logins at LogLevel INFO and VERBOSE.
@@ -118,6 +142,14 @@ pub enum AuditAction {
         /// The store's folder (the config's data_dir).
         #[arg(long, value_name = "DIR")]
         data: PathBuf,
+        /// Also check that the chain still holds this signed checkpoint (`audit checkpoint`
+        /// output) at its count.
+        #[arg(long, value_name = "FILE", requires = "key")]
+        checkpoint: Option<PathBuf>,
+        /// The audit public key that signed the checkpoint (`audit key` output, an
+        /// audit_ed25519.pub, or an allowed-signers line): your own copy, not the CA host's.
+        #[arg(long, value_name = "FILE", requires = "checkpoint")]
+        key: Option<PathBuf>,
     },
 }
 
@@ -148,6 +180,9 @@ pub struct InitArgs {
     /// The folder to create the keys and config in.
     #[arg(long, value_name = "DIR")]
     pub dir: PathBuf,
+    /// Make only the audit signing key (audit_ed25519), for an existing set-up.
+    #[arg(long)]
+    pub audit_key_only: bool,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,8 @@ pub const HOST_KEY: &str = "host_ed25519";
 pub const CONFIG: &str = "jitca.yaml";
 /// The key that seals second-factor secrets in the store (the config's default `mfa_key`).
 pub const MFA_KEY: &str = "mfa.key";
+/// The key that signs audit checkpoints (the config's default `audit_key`).
+pub const AUDIT_KEY: &str = "audit_ed25519";
 
 pub fn run(dir: &Path) -> Result<()> {
     create_keys(dir)?;
@@ -23,6 +25,7 @@ pub fn run(dir: &Path) -> Result<()> {
     println!(
         "  {MFA_KEY}       key sealing second-factor secrets (back it up, apart from the data)"
     );
+    println!("  {AUDIT_KEY} key signing audit checkpoints (+ .pub: give it to your auditors)");
     println!("  {CONFIG}    config: add users, host groups and rules, then");
     println!(
         "              jitca check --config {}",
@@ -40,7 +43,7 @@ pub fn create_keys(dir: &Path) -> Result<()> {
             dir.join(MFA_KEY).display()
         );
     }
-    for name in [CA_KEY, HOST_KEY, CONFIG] {
+    for name in [CA_KEY, HOST_KEY, CONFIG, AUDIT_KEY] {
         for file in [name.to_string(), format!("{name}.pub")] {
             if dir.join(&file).exists() {
                 bail!(
@@ -55,6 +58,32 @@ pub fn create_keys(dir: &Path) -> Result<()> {
     let host = jitca_signer::generate_ed25519("jitca-host")?;
     jitca_signer::write_private_key(&dir.join(HOST_KEY), &host)?;
     jitca_authority::mfa::create_key_file(&dir.join(MFA_KEY)).map_err(anyhow::Error::msg)?;
+    jitca_authority::checkpoint::create_key(&dir.join(AUDIT_KEY))?;
+    Ok(())
+}
+
+/// `jitca init --audit-key-only`: the audit signing key alone, for a set-up made before it
+/// existed. Never overwrites.
+pub fn audit_key_only(dir: &Path) -> Result<()> {
+    let path = dir.join(AUDIT_KEY);
+    for file in [path.clone(), dir.join(format!("{AUDIT_KEY}.pub"))] {
+        if file.exists() {
+            bail!(
+                "{} exists already; refusing to overwrite it",
+                file.display()
+            );
+        }
+    }
+    if !dir.is_dir() {
+        bail!("{} is not a folder", dir.display());
+    }
+    let key = jitca_authority::checkpoint::create_key(&path)?;
+    println!(
+        "created {} (+ .pub), the audit signing key:",
+        path.display()
+    );
+    println!("  {}", jitca_authority::checkpoint::public_line(&key));
+    println!("  (the config's audit_key: defaults to {AUDIT_KEY} next to the config file)");
     Ok(())
 }
 
@@ -82,6 +111,8 @@ ca_key: ca                    # CA private key (mode 0600, owned by the user run
 # ca_public_key: ca.pub                  # named by its .pub file (then leave out ca_key)
 # previous_ca_keys: [ca-old.pub]         # during a CA key rotation: the KRL covers these too
 host_key: host_ed25519        # host key of the control channel (mode 0600 too)
+audit_key: audit_ed25519      # signs audit checkpoints; never the CA key (made if missing)
+# checkpoint_interval: 1h     # how often the daemon writes a signed checkpoint
 data_dir: data                # the store (sled)
 # audit_log: audit.jsonl      # the audit records also as JSON lines, for a log shipper
 # krl_path: jitca.krl         # the current KRL, replaced atomically on every change

@@ -13,6 +13,7 @@ mod generate;
 mod host_setup;
 mod init;
 mod login;
+mod report;
 mod serve;
 mod systemd;
 mod usage;
@@ -27,9 +28,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Init(args) if args.audit_key_only => init::audit_key_only(&args.dir),
         Command::Init(args) => init::run(&args.dir),
         Command::Check(args) => return check(&args.config),
         Command::Audit(args) => audit::run(args),
+        Command::Report(args) => report::run(args),
         Command::Login(args) => login::run(args),
         Command::HostSetup(args) => host_setup::run(args),
         Command::Usage(args) => usage::run(args),

@@ -150,6 +150,22 @@ async fn serve(
     // Second factors: the key that seals their secrets, checked like the CA key if it exists
     // (made at the first enrolment otherwise).
     authority.use_mfa_key(&config.mfa_key)?;
+    // The audit signing key: checked like the CA key (a bad one stops the start), or made now
+    // for a set-up older than checkpoints (logged by the authority). A daemon that may not
+    // write next to its config still starts, with checkpoints off until the key is made.
+    match authority.use_audit_key(&config.audit_key) {
+        Ok(_) => {}
+        Err(e) if !config.audit_key.exists() => tracing::error!(
+            path = %config.audit_key.display(),
+            error = %e,
+            "cannot make the audit signing key: checkpoints are off until `jitca init \
+             --audit-key-only --dir DIR` makes it and the daemon restarts"
+        ),
+        Err(e) => {
+            return Err(anyhow!(e))
+                .with_context(|| format!("audit_key {}", config.audit_key.display()));
+        }
+    }
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -193,6 +209,7 @@ async fn serve(
 
     let mut tasks = vec![
         tokio::spawn(lapse_sweeper(authority.clone())),
+        tokio::spawn(checkpoints(authority.clone(), config.checkpoint_interval)),
         tokio::spawn(reload_on_sighup(
             authority.clone(),
             config.file.clone(),
@@ -267,6 +284,8 @@ async fn blocking<T: Send + 'static>(
 struct Fixed {
     notify: Vec<jitca_policy::Hook>,
     mfa_key: std::path::PathBuf,
+    audit_key: std::path::PathBuf,
+    checkpoint_interval: Duration,
     listen: std::net::SocketAddr,
     data_dir: std::path::PathBuf,
     metrics_listen: Option<std::net::SocketAddr>,
@@ -278,6 +297,8 @@ impl Fixed {
         Self {
             notify: config.notify.clone(),
             mfa_key: config.mfa_key.clone(),
+            audit_key: config.audit_key.clone(),
+            checkpoint_interval: config.checkpoint_interval,
             listen: config.listen,
             data_dir: config.data_dir.clone(),
             metrics_listen: config.metrics_listen,
@@ -306,9 +327,9 @@ async fn reload_on_sighup(
             Ok(config) => {
                 if Fixed::of(&config) != fixed {
                     tracing::warn!(
-                        "listen, data_dir, mfa_key, notify, metrics_listen or log_format \
-                         changed: they take effect at the next restart; the rest of the config \
-                         is reloaded now"
+                        "listen, data_dir, mfa_key, audit_key, checkpoint_interval, notify, \
+                         metrics_listen or log_format changed: they take effect at the next \
+                         restart; the rest of the config is reloaded now"
                     );
                 }
                 blocking(&authority, move |a| a.reload(config.policy, &path)).await
@@ -360,6 +381,21 @@ async fn lapse_sweeper(authority: Arc<Authority>) {
         .await;
         if let Err(e) = outcome {
             tracing::error!(error = %e, "periodic upkeep failed");
+        }
+    }
+}
+
+/// Every `interval`, a signed checkpoint of the audit chain: recorded in the chain (and so in
+/// the `audit_log` file), logged, and sent to the `notify:` webhooks, so that copies live
+/// outside the CA host (docs/audit.md).
+async fn checkpoints(authority: Arc<Authority>, interval: Duration) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match blocking(&authority, |a| a.checkpoint(None)).await {
+            Ok(signed) => tracing::info!(checkpoint = %signed, "audit checkpoint signed"),
+            Err(e) => tracing::error!(error = %e, "cannot sign an audit checkpoint"),
         }
     }
 }

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 /// What happened. Config files name these in a webhook's `events:` list, in the snake_case
 /// form that [`FromStr`] reads and [`fmt::Display`] writes (`request_made`, `decided`,
-/// `break_glass`, `revoked`, `review_due`); the JSON body carries the same form.
+/// `break_glass`, `revoked`, `review_due`, `checkpoint`); the JSON body carries the same form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
@@ -49,16 +49,20 @@ pub enum AlertKind {
     Revoked,
     /// A post-access review is due (or, with `outcome: "done"`, was done).
     ReviewDue,
+    /// The daemon signed a checkpoint of the audit chain (`checkpoint` holds it), so that a
+    /// copy lives outside the CA host.
+    Checkpoint,
 }
 
 impl AlertKind {
     /// Every kind, in a stable order: what an empty `events` list subscribes to.
-    pub const ALL: [AlertKind; 5] = [
+    pub const ALL: [AlertKind; 6] = [
         AlertKind::RequestMade,
         AlertKind::Decided,
         AlertKind::BreakGlass,
         AlertKind::Revoked,
         AlertKind::ReviewDue,
+        AlertKind::Checkpoint,
     ];
 
     /// The snake_case name used in config, JSON and logs.
@@ -69,6 +73,7 @@ impl AlertKind {
             AlertKind::BreakGlass => "break_glass",
             AlertKind::Revoked => "revoked",
             AlertKind::ReviewDue => "review_due",
+            AlertKind::Checkpoint => "checkpoint",
         }
     }
 }
@@ -91,7 +96,7 @@ impl FromStr for AlertKind {
                 let shown: String = s.chars().take(40).collect();
                 format!(
                     "unknown alert event {shown:?}; expected one of request_made, decided, \
-                     break_glass, revoked, review_due"
+                     break_glass, revoked, review_due, checkpoint"
                 )
             })
     }
@@ -158,6 +163,10 @@ pub struct Alert {
     pub break_glass: bool,
     /// When it happened.
     pub at: DateTime<Utc>,
+    /// `checkpoint` alerts: the signed checkpoint, text and armored signature (the request
+    /// fields are then empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
 }
 
 /// The delivery schedule for one alert to one webhook.
@@ -501,6 +510,7 @@ mod tests {
             serial: None,
             break_glass: false,
             at: Utc::now(),
+            checkpoint: None,
         });
         assert!(n.drain(Duration::ZERO));
     }

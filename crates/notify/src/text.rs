@@ -152,6 +152,24 @@ pub fn render(alert: &Alert) -> String {
             }
             (None, None) => format!("jitca: {requester}'s request for {subject}{tag} was decided"),
         },
+        AlertKind::Checkpoint => {
+            // "records N" and "head HEX" lines of the checkpoint text.
+            let field = |name: &str| {
+                alert
+                    .checkpoint
+                    .as_deref()
+                    .unwrap_or_default()
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .map(|v| clean(v, 64))
+                    .unwrap_or_else(|| "?".to_owned())
+            };
+            format!(
+                "jitca: audit checkpoint: {} records, head {}",
+                field("records "),
+                field("head ")
+            )
+        }
         AlertKind::BreakGlass => format!(
             ":rotating_light: BREAK-GLASS: jitca issued {cert} to {requester} without approval \
              for {subject}; a post-access review is due"

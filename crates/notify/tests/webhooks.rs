@@ -225,6 +225,7 @@ fn alert(event: AlertKind) -> Alert {
         serial: None,
         break_glass: false,
         at: Utc.with_ymd_and_hms(2025, 3, 4, 5, 6, 7).unwrap(),
+        checkpoint: None,
     }
 }
 

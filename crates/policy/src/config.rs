@@ -56,13 +56,20 @@ pub const MAX_RULE_DURATION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 pub const MAX_BREAK_GLASS_DURATION: Duration = Duration::from_secs(4 * 60 * 60);
 /// Where the key that encrypts second-factor secrets is, unless `mfa_key` says.
 pub const DEFAULT_MFA_KEY: &str = "mfa.key";
+/// Where the key that signs audit checkpoints is, unless `audit_key` says.
+pub const DEFAULT_AUDIT_KEY: &str = "audit_ed25519";
+/// `checkpoint_interval` when the file does not say.
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// The longest `checkpoint_interval`.
+pub const MAX_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The alerts a webhook may subscribe to (`notify: - events:`).
-pub const NOTIFY_EVENTS: [&str; 5] = [
+pub const NOTIFY_EVENTS: [&str; 6] = [
     "request_made",
     "decided",
     "break_glass",
     "revoked",
     "review_due",
+    "checkpoint",
 ];
 /// The certificate extensions a rule may grant (OpenSSH's `PROTOCOL.certkeys`).
 pub const KNOWN_EXTENSIONS: [&str; 6] = [
@@ -201,6 +208,13 @@ pub struct Config {
     pub ca_lines: CaLines,
     /// The key that encrypts second-factor secrets in the store (32 random bytes, hex).
     pub mfa_key: PathBuf,
+    /// The ed25519 key that signs audit checkpoints (never the CA key); made by `jitca init`
+    /// or at the daemon's first start.
+    pub audit_key: PathBuf,
+    /// The line of `audit_key:` in the file, if written there.
+    pub audit_key_line: Option<usize>,
+    /// How often the daemon writes a signed checkpoint of the audit chain.
+    pub checkpoint_interval: Duration,
     /// Webhooks alerted of requests, decisions, break-glass, revocations and reviews due.
     pub notify: Vec<Hook>,
     /// What is allowed but probably not meant: groups named in rules (or `auditors`,
@@ -409,6 +423,8 @@ struct RawConfig {
     auditors: Option<Vec<String>>,
     operators: Option<Vec<String>>,
     mfa_key: Option<String>,
+    audit_key: Option<String>,
+    checkpoint_interval: Option<String>,
     notify: Option<Vec<RawHook>>,
 }
 
@@ -669,6 +685,23 @@ fn validate(
         DEFAULT_MFA_KEY,
         problems,
     );
+    let audit_key = path_field_of(
+        base,
+        &root,
+        "audit_key",
+        raw.audit_key,
+        DEFAULT_AUDIT_KEY,
+        problems,
+    );
+    let checkpoint_interval = match raw.checkpoint_interval {
+        None => Some(DEFAULT_CHECKPOINT_INTERVAL),
+        Some(text) => checked_duration(
+            &text,
+            MAX_CHECKPOINT_INTERVAL,
+            &root.key("checkpoint_interval"),
+            problems,
+        ),
+    };
     let notify = validate_notify(raw.notify.unwrap_or_default(), problems);
 
     let policy = Policy::new(
@@ -701,6 +734,9 @@ fn validate(
         host_key_line: index.nth_line(&root.key("host_key"), 0),
         ca_lines: ca::lines(index),
         mfa_key,
+        audit_key,
+        audit_key_line: index.nth_line(&root.key("audit_key"), 0),
+        checkpoint_interval: checkpoint_interval?,
         notify,
         warnings: Vec::new(),
     })
@@ -2170,6 +2206,27 @@ rules:
     }
 
     #[test]
+    fn audit_key_and_checkpoint_interval() {
+        let config = parse("", file()).unwrap();
+        assert_eq!(config.audit_key, Path::new("/etc/jitca/audit_ed25519"));
+        assert_eq!(config.checkpoint_interval, DEFAULT_CHECKPOINT_INTERVAL);
+        let set = parse("audit_key: keys/audit\ncheckpoint_interval: 15m\n", file()).unwrap();
+        assert_eq!(set.audit_key, Path::new("/etc/jitca/keys/audit"));
+        assert_eq!(set.audit_key_line, Some(1));
+        assert_eq!(set.checkpoint_interval, Duration::from_secs(900));
+        assert_eq!(
+            errors("checkpoint_interval: 8d\n"),
+            [
+                "/etc/jitca/jitca.yaml:1: checkpoint_interval: 8d is longer than the most jitca allows (7d)"
+            ]
+        );
+        assert_eq!(
+            errors("audit_key: \"\"\n"),
+            ["/etc/jitca/jitca.yaml:1: audit_key: is empty; give a file path"]
+        );
+    }
+
+    #[test]
     fn webhook_urls() {
         for url in [
             "https://hooks.slack.com/services/T0/B0/xyz",
@@ -2245,7 +2302,7 @@ rules:
             "auditors: [audit]\n",
             "auditors: [audit]\nnotify:\n  - url: https://hooks.example.com/x\n    events: [everything]\n",
             "/etc/jitca/jitca.yaml:26: notify[0].events[0]: unknown event \"everything\"; known: \
-             request_made, decided, break_glass, revoked, review_due",
+             request_made, decided, break_glass, revoked, review_due, checkpoint",
         );
         one_warning(
             "auditors: [audit]\n",

@@ -67,6 +67,8 @@ pub enum EventKind {
     MfaReset,
     /// A one-time code was wrong or replayed.
     MfaFailed,
+    /// A signed checkpoint of the chain was made (by the daemon, or by an auditor).
+    Checkpoint,
     /// A kind this version does not know (written by a newer jitca).
     #[serde(other)]
     Other,
@@ -98,6 +100,7 @@ impl EventKind {
             EventKind::MfaConfirmed => "mfa_confirmed",
             EventKind::MfaReset => "mfa_reset",
             EventKind::MfaFailed => "mfa_failed",
+            EventKind::Checkpoint => "checkpoint",
             EventKind::Other => "other",
         }
     }
@@ -267,9 +270,10 @@ pub fn open(seq: u64, line: &[u8]) -> Result<AuditRecord, ChainBreak> {
     if &line[body_end..body_end + HASH_MEMBER.len()] != HASH_MEMBER {
         return Err(broken("malformed: it was changed"));
     }
-    let mut body = line[..body_end].to_vec();
-    body.push(b'}');
-    if hex::encode(Sha256::digest(&body)) != hash {
+    let mut hasher = Sha256::new();
+    hasher.update(&line[..body_end]);
+    hasher.update(b"}");
+    if hex::encode(hasher.finalize()) != hash {
         return Err(broken(
             "its content does not match its hash: it was changed",
         ));
@@ -299,6 +303,21 @@ impl Verifier {
 
     /// The next stored record: `key` is the seq it is stored under.
     pub fn next(&mut self, key: u64, line: &[u8]) -> Result<(), ChainBreak> {
+        self.next_record(key, line).map(drop)
+    }
+
+    /// [`Verifier::next`], giving back the record it decoded.
+    pub fn next_record(&mut self, key: u64, line: &[u8]) -> Result<AuditRecord, ChainBreak> {
+        self.next_opened(key, || open(key, line))
+    }
+
+    /// [`Verifier::next_record`] for a line already decoded and checked by [`open`] (on
+    /// another thread, say): `opened` gives [`open`]'s outcome for the line stored at `key`.
+    pub fn next_opened(
+        &mut self,
+        key: u64,
+        opened: impl FnOnce() -> Result<AuditRecord, ChainBreak>,
+    ) -> Result<AuditRecord, ChainBreak> {
         let expected = self.head.seq + 1;
         if key != expected {
             return Err(ChainBreak {
@@ -313,7 +332,7 @@ impl Verifier {
                 },
             });
         }
-        let record = open(key, line)?;
+        let record = opened()?;
         if record.seq != key {
             return Err(ChainBreak {
                 seq: key,
@@ -337,11 +356,11 @@ impl Verifier {
         }
         self.head = Head {
             seq: key,
-            hash: record.hash.unwrap_or_default(),
+            hash: record.hash.clone().unwrap_or_default(),
             time: record.time,
         };
         self.count += 1;
-        Ok(())
+        Ok(record)
     }
 
     /// After the last record: the stored head must name it.

@@ -1,13 +1,15 @@
-//! `audit` and `audit verify`: the audit log, for auditors.
+//! `audit`, `audit verify [--checkpoint -]`, `audit key` and `audit checkpoint`: the audit log
+//! and its signed checkpoints, for auditors.
 
 use jitca_authority::{AuditQuery, parse_time};
 
 use super::{Ctx, Failure, Outcome, parse};
 use crate::args::{Kind, Parsed, Spec};
+use crate::channel::StdinRead;
 use crate::render;
 
 const QUERY: Spec = Spec {
-    usage: "audit [--since T] [--until T] [--user U] [--host H] [--serial N] [--request ID] [--json] | audit verify",
+    usage: "audit [--since T] [--until T] [--user U] [--host H] [--serial N] [--request ID] [--json] | audit verify [--checkpoint -] | audit key | audit checkpoint",
     positionals: &[],
     options: &[
         ("--since", Kind::Value),
@@ -22,26 +24,64 @@ const QUERY: Spec = Spec {
 };
 
 const VERIFY: Spec = Spec {
-    usage: "audit verify",
+    usage: "audit verify [--checkpoint - < CHECKPOINT]",
+    positionals: &[],
+    options: &[("--checkpoint", Kind::Value)],
+    required: &[],
+};
+
+const KEY: Spec = Spec {
+    usage: "audit key",
     positionals: &[],
     options: &[],
     required: &[],
 };
+
+const CHECKPOINT: Spec = Spec {
+    usage: "audit checkpoint",
+    positionals: &[],
+    options: &[],
+    required: &[],
+};
+
+/// Largest checkpoint read from stdin (one is about 500 bytes).
+const MAX_CHECKPOINT_BYTES: usize = 64 * 1024;
 
 /// Bytes of output gathered before they are sent on.
 const CHUNK: usize = 64 * 1024;
 
 /// What `audit` was asked, checked.
 pub(super) enum Asked {
-    Verify,
+    Verify { checkpoint: bool },
+    Key,
+    Checkpoint,
     Query { query: AuditQuery, json: bool },
 }
 
 /// The grammar and the filters, checked, before the log is touched.
 pub(super) fn check(args: &[String]) -> Result<Asked, Failure> {
-    if args.first().map(String::as_str) == Some("verify") {
-        parse(&VERIFY, &args[1..])?;
-        return Ok(Asked::Verify);
+    match args.first().map(String::as_str) {
+        Some("verify") => {
+            let parsed = parse(&VERIFY, &args[1..])?;
+            return match parsed.value("--checkpoint") {
+                None => Ok(Asked::Verify { checkpoint: false }),
+                Some("-") => Ok(Asked::Verify { checkpoint: true }),
+                Some(_) => Err(Failure::Refused(
+                    "the daemon cannot open files of yours: send the checkpoint on stdin with \
+                     --checkpoint - < FILE"
+                        .into(),
+                )),
+            };
+        }
+        Some("key") => {
+            parse(&KEY, &args[1..])?;
+            return Ok(Asked::Key);
+        }
+        Some("checkpoint") => {
+            parse(&CHECKPOINT, &args[1..])?;
+            return Ok(Asked::Checkpoint);
+        }
+        _ => {}
     }
     let parsed = parse(&QUERY, args)?;
     let query = query_from(&parsed).map_err(Failure::Refused)?;
@@ -54,7 +94,18 @@ pub(super) fn check(args: &[String]) -> Result<Asked, Failure> {
 pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
     let (query, json) = match check(args)? {
         Asked::Query { query, json } => (query, json),
-        Asked::Verify => return verify(ctx).await,
+        Asked::Verify { checkpoint: false } => return verify(ctx).await,
+        Asked::Verify { checkpoint: true } => return verify_checkpoint(ctx).await,
+        Asked::Key => {
+            let line = ctx.call(|a, c| a.audit_public_key(c)).await?;
+            ctx.out.stdout(format!("{line}\n")).await;
+            return Ok(());
+        }
+        Asked::Checkpoint => {
+            let signed = ctx.call(|a, c| a.checkpoint(Some(c))).await?;
+            ctx.out.stdout(signed).await;
+            return Ok(());
+        }
     };
 
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
@@ -103,6 +154,44 @@ async fn verify(ctx: &mut Ctx) -> Outcome {
             Ok(())
         }
         Err(broken) => Err(Failure::Refused(format!("audit log broken at {broken}"))),
+    }
+}
+
+/// `audit verify --checkpoint -`: a checkpoint on stdin, its signature and the chain against it.
+async fn verify_checkpoint(ctx: &mut Ctx) -> Outcome {
+    // Auditors only: refused before a byte of stdin is read.
+    if !ctx.authority.policy().is_auditor(&ctx.caller.user) {
+        return Err(Failure::Refused(
+            jitca_policy::Denial::NotAuditor.to_string(),
+        ));
+    }
+    let Some(mut stdin) = ctx.stdin.take() else {
+        return Err(Failure::Refused("stdin was already read".into()));
+    };
+    let bytes = match stdin.read_to_end(MAX_CHECKPOINT_BYTES).await {
+        StdinRead::Complete(bytes) => bytes,
+        StdinRead::TooLong => {
+            return Err(Failure::Refused(
+                "that is no checkpoint: more than 64 KiB on stdin".into(),
+            ));
+        }
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Failure::Refused("the checkpoint is not UTF-8 text".into()))?;
+    match ctx.call(move |a, c| a.verify_checkpoint(c, &text)).await? {
+        Ok(head) => {
+            ctx.out
+                .stdout(format!(
+                    "audit log intact and holds the checkpoint: {} records, head {}\n",
+                    head.seq, head.hash
+                ))
+                .await;
+            Ok(())
+        }
+        Err(broken) => Err(Failure::Refused(format!(
+            "audit log does not hold the checkpoint: record {}",
+            broken.to_string().trim_start_matches("record ")
+        ))),
     }
 }
 

@@ -35,6 +35,12 @@ jitca: temporary, approved SSH access. Run commands as `HINT COMMAND [ARGS]`.
                                        the audit log (auditors); T like 2026-11-29, an
                                        RFC 3339 time, or a duration ago (2h)
   audit verify                         check the audit log's hash chain end to end
+  audit verify --checkpoint - < FILE   ... and that it still holds a signed checkpoint
+  audit key                            the public key that signs audit checkpoints
+  audit checkpoint                     a checkpoint: record count, head, time, signed
+  report [--since T] [--until T] [--format text|json|html]
+                                       the period's evidence: grants, approvals, denials,
+                                       revocations, reviews, usage, rules (auditors)
   mfa enroll                           a second factor (TOTP app): prints an otpauth://
                                        URI to scan; rules with requester_mfa/approver_mfa
                                        then take the one-time code ssh asks for

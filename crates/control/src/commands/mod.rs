@@ -10,6 +10,7 @@ mod help;
 mod krl;
 mod list;
 mod mfa;
+mod report;
 mod request;
 mod review;
 mod revoke;
@@ -125,6 +126,7 @@ async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
         "list" => list::run(ctx, args).await,
         "approve" => approve::run(ctx, args).await,
         "audit" => audit::run(ctx, args).await,
+        "report" => report::run(ctx, args).await,
         "deny" => deny::run(ctx, args).await,
         "get" => get::run(ctx, args).await,
         "done" => done::run(ctx, args).await,
@@ -226,6 +228,9 @@ fn check_inner(line: &[u8]) -> Result<CheckedCommand, Failure> {
         "audit" => {
             audit::check(&args)?;
         }
+        "report" => {
+            report::check(&args)?;
+        }
         "deny" => checked.reason = Some(deny::check(&args)?.1),
         "get" => grammar(&get::SPEC)?,
         "done" => grammar(&done::SPEC)?,
@@ -297,6 +302,10 @@ mod tests {
             "approve x",
             "audit --since 2h",
             "audit verify",
+            "audit verify --checkpoint -",
+            "audit key",
+            "audit checkpoint",
+            "report --since 7d --format html",
             "get x",
             "done x",
             "revoke x --reason r",
@@ -329,6 +338,9 @@ mod tests {
         assert_eq!(bad_host.status, 1);
         assert!(bad_host.message.contains("'*'"), "{bad_host}");
         assert_eq!(refusal("audit --serial x").status, 1);
+        assert_eq!(refusal("audit verify --checkpoint cp.txt").status, 1);
+        assert_eq!(refusal("report --format pdf").status, 1);
+        assert_eq!(refusal("report --since 1d --until 2d").status, 1);
         assert_eq!(refusal("revoke x --reason a\u{7}b").status, 1);
         assert_eq!(refusal("review x --outcome fine --note n").status, 1);
         assert_eq!(refusal("review x --outcome ok").status, 2);

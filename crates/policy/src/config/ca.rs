@@ -193,6 +193,32 @@ impl Config {
                 message: format!("host_key: {e}"),
             });
         }
+        // The audit key is made at the daemon's first start when missing; one that exists is
+        // checked like the CA key, and may never be the CA key itself.
+        if self.audit_key.exists() {
+            let problem = match jitca_signer::load_private_key(&self.audit_key) {
+                Err(e) => Some(e.to_string()),
+                Ok(key) if key.algorithm() != ssh_key::Algorithm::Ed25519 => {
+                    Some("is not an ed25519 key; run jitca init --audit-key-only for one".into())
+                }
+                Ok(key)
+                    if self
+                        .ca_source
+                        .public_key()
+                        .is_ok_and(|ca| ca.key_data() == key.public_key().key_data()) =>
+                {
+                    Some("is the CA key; the audit key must be a key of its own".into())
+                }
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                errors.push(ConfigError {
+                    file: self.file.clone(),
+                    line: self.audit_key_line,
+                    message: format!("audit_key: {problem}"),
+                });
+            }
+        }
         errors.sort_by_key(|e| e.line.unwrap_or(usize::MAX));
         if errors.is_empty() {
             Ok(())
