@@ -274,7 +274,11 @@ impl Authority {
         let mut written = false;
         if !records.is_empty() {
             if let Err(e) = self.store.append_audit(&records) {
-                self.retry.lock().expect("retry lock").records = records;
+                // Back in front of any a reload queued meanwhile, in their order.
+                let mut retry = self.retry.lock().expect("retry lock");
+                let newer = std::mem::replace(&mut retry.records, records);
+                retry.records.extend(newer);
+                drop(retry);
                 failed.push(format!("writing the audit log: {e}"));
             } else {
                 tracing::warn!(
