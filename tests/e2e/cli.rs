@@ -1,9 +1,7 @@
 //! `jitca init`, `jitca check` and `jitca serve --dev`, run as an operator would.
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use crate::harness::*;
 
@@ -152,37 +150,7 @@ fn serve_dev_registers_the_users_keys_and_issues() {
     std::fs::create_dir(home.path().join(".ssh")).unwrap();
     let me = Person::new(&home.path().join(".ssh"), "id");
     let dir = home.path().join("jitca-dev");
-    let mut child = Command::new(JITCA)
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(&dir)
-        .env("HOME", home.path())
-        .env("USER", "root")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains(" help") {
-                let _ = tx.send(seen.clone());
-            }
-        }
-    });
-    let printed = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("dev mode printed next steps");
-    let port: u16 = printed
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let (mut child, printed, port) = serve_dev(&dir, home.path(), " help");
     assert!(
         printed.contains(&format!("ssh -p {port} jitca@127.0.0.1 whoami")),
         "{printed}"

@@ -2,10 +2,8 @@
 //! without a terminal; messages say what is true (counts, `--no-wait`, a held store); a
 //! PuTTYgen public key is read.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use crate::harness::*;
 
@@ -47,38 +45,7 @@ fn the_dev_banner_pins_the_host_key_and_its_request_keeps_the_old_certificate() 
     std::fs::create_dir(home.join(".ssh")).unwrap();
     let me = Person::new(&home.join(".ssh"), "id");
     let dir = home.join("jitca-dev");
-    let mut child = Command::new(JITCA)
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--dir"])
-        .arg(&dir)
-        .env("HOME", home)
-        .env("USER", "root")
-        .env("TMPDIR", home)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut seen = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            seen.push_str(&line);
-            seen.push('\n');
-            if line.contains("keeps the certificate you have") {
-                let _ = tx.send(seen.clone());
-            }
-        }
-    });
-    let banner = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("dev mode printed its banner");
-    let port: u16 = banner
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .unwrap();
+    let (mut child, banner, port) = serve_dev(&dir, home, "keeps the certificate you have");
     let line = |start: &str| -> String {
         banner
             .lines()

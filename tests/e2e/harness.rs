@@ -587,6 +587,46 @@ impl Team {
     }
 }
 
+/// `jitca serve --dev --dir DIR` on a free port with `HOME` (and `TMPDIR`) = `home`, read
+/// until its stderr has a line containing `until`: the child, what it printed up to there,
+/// and the port it listens on.
+pub fn serve_dev(dir: &Path, home: &Path, until: &'static str) -> (Child, String, u16) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(JITCA)
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .env("HOME", home)
+        .env("USER", "root")
+        .env("TMPDIR", home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            seen.push_str(&line);
+            seen.push('\n');
+            if line.contains(until) {
+                let _ = tx.send(seen.clone());
+            }
+        }
+    });
+    let printed = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("dev mode printed its banner");
+    let port: u16 = printed
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap();
+    (child, printed, port)
+}
+
 /// Polls `done` every 100 ms, for at most 20 s.
 #[track_caller]
 pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

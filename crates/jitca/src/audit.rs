@@ -78,16 +78,22 @@ fn verify(dir: &Path) -> Result<()> {
     }
 }
 
+/// A `--since`/`--until` value (RFC 3339, a date, or a duration back from `now`), if given.
+pub(crate) fn time_arg(
+    t: &Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    t.as_deref()
+        .map(|t| parse_time(t, now))
+        .transpose()
+        .map_err(|e| anyhow!(e))
+}
+
 fn query(args: AuditArgs) -> Result<()> {
     let dir = args.data.context("--data DIR is required")?;
     let store = open(&dir)?;
     let now = chrono::Utc::now();
-    let time = |t: &Option<String>| {
-        t.as_deref()
-            .map(|t| parse_time(t, now))
-            .transpose()
-            .map_err(|e| anyhow!(e))
-    };
+    let time = |t: &Option<String>| time_arg(t, now);
     let query = AuditQuery {
         since: time(&args.since)?,
         until: time(&args.until)?,

@@ -5,7 +5,6 @@
 use std::io::Write;
 
 use anyhow::{Result, anyhow};
-use jitca_authority::parse_time;
 use jitca_report::{Format, Period};
 
 use crate::cli::ReportArgs;
@@ -13,12 +12,7 @@ use crate::cli::ReportArgs;
 pub fn run(args: ReportArgs) -> Result<()> {
     let format = Format::parse(&args.format).map_err(|e| anyhow!(e))?;
     let now = chrono::Utc::now();
-    let time = |t: &Option<String>| {
-        t.as_deref()
-            .map(|t| parse_time(t, now))
-            .transpose()
-            .map_err(|e| anyhow!(e))
-    };
+    let time = |t: &Option<String>| crate::audit::time_arg(t, now);
     let period = Period {
         since: time(&args.since)?,
         until: time(&args.until)?,
