@@ -214,33 +214,14 @@ fn auditors_see_every_event_of_a_request_cycle() {
 
 /// `jitca audit verify --data DIR` on a copy of the store after `change` was done to it.
 fn verify_copy(data: &std::path::Path, change: impl FnOnce(&sled::Tree)) -> Out {
-    let copy = tempfile::tempdir().unwrap();
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(data)
-        .arg(copy.path().join("data"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    {
-        let db = sled::open(copy.path().join("data")).unwrap();
-        change(&db.open_tree("audit").unwrap());
-        db.flush().unwrap();
-    }
-    // sled's background thread may hold the copy's lock a moment after the handle is gone.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = run(
-            Command::new(JITCA)
-                .args(["audit", "verify", "--data"])
-                .arg(copy.path().join("data")),
-            None,
-        );
-        if !out.stderr.contains("holds its lock") || std::time::Instant::now() > deadline {
-            return out;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
+    let copy = copy_store(data, |db| change(&db.open_tree("audit").unwrap()));
+    let dir = copy.path().join("data");
+    jitca_offline(&[
+        std::ffi::OsStr::new("audit"),
+        "verify".as_ref(),
+        "--data".as_ref(),
+        dir.as_os_str(),
+    ])
 }
 
 fn key(seq: u64) -> [u8; 8] {

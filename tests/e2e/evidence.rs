@@ -231,36 +231,6 @@ fn a_store_without_an_audit_key_gets_one() {
     assert!(check.stderr.contains("audit_key"), "{check:?}");
 }
 
-/// A copy of a stopped daemon's store, with `change` done to its sled trees.
-fn copy_store(data: &Path, change: impl FnOnce(&sled::Db)) -> tempfile::TempDir {
-    let copy = tempfile::tempdir().unwrap();
-    let status = Command::new("cp")
-        .arg("-a")
-        .arg(data)
-        .arg(copy.path().join("data"))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    {
-        let db = sled::open(copy.path().join("data")).unwrap();
-        change(&db);
-        db.flush().unwrap();
-    }
-    copy
-}
-
-/// Runs `jitca ARGS`, retrying while sled's background thread still holds a copy's lock.
-fn jitca_offline(args: &[&std::ffi::OsStr]) -> Out {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let out = run(Command::new(JITCA).args(args), None);
-        if !out.stderr.contains("could not acquire lock") || std::time::Instant::now() > deadline {
-            return out;
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn a_cut_tail_with_a_rewritten_head_passes_verify_but_not_an_earlier_checkpoint() {
     let team = Team::new();

@@ -627,6 +627,37 @@ pub fn serve_dev(dir: &Path, home: &Path, until: &'static str) -> (Child, String
     (child, printed, port)
 }
 
+/// A copy of a stopped daemon's store (`data`), with `change` done to its sled trees.
+pub fn copy_store(data: &Path, change: impl FnOnce(&sled::Db)) -> TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(data)
+        .arg(copy.path().join("data"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    {
+        let db = sled::open(copy.path().join("data")).unwrap();
+        change(&db);
+        db.flush().unwrap();
+    }
+    copy
+}
+
+/// Runs `jitca ARGS` offline, retrying for up to 10 s while sled's background thread still
+/// holds a just-closed copy's lock.
+pub fn jitca_offline<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Out {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = run(Command::new(JITCA).args(args), None);
+        if !out.stderr.contains("holds its lock") || std::time::Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
 /// Polls `done` every 100 ms, for at most 20 s.
 #[track_caller]
 pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

@@ -56,15 +56,22 @@ fn scrape_until(port: u16, series: &str, want: f64) -> String {
     }
 }
 
+/// `config` with `metrics_listen` on `port`, and `more` settings after it.
+fn with_metrics(config: &str, port: u16, more: &str) -> String {
+    let listen = "listen: \"127.0.0.1:0\"\n";
+    assert!(config.contains(listen));
+    config.replacen(
+        listen,
+        &format!("{listen}metrics_listen: \"127.0.0.1:{port}\"\n{more}"),
+        1,
+    )
+}
+
 #[test]
 fn metrics_count_a_request_cycle_and_pass_promtool() {
     let team = Team::new();
     let metrics_port = free_port();
-    let config = team.config("1h").replacen(
-        "listen: \"127.0.0.1:0\"\n",
-        &format!("listen: \"127.0.0.1:0\"\nmetrics_listen: \"127.0.0.1:{metrics_port}\"\n"),
-        1,
-    );
+    let config = with_metrics(&team.config("1h"), metrics_port, "");
     let ca = Ca::start(&config);
 
     // Issued: a request and its approval.
@@ -169,11 +176,7 @@ fn metrics_count_a_request_cycle_and_pass_promtool() {
 fn a_reload_refused_is_counted() {
     let team = Team::new();
     let metrics_port = free_port();
-    let config = team.config("1h").replacen(
-        "listen: \"127.0.0.1:0\"\n",
-        &format!("listen: \"127.0.0.1:0\"\nmetrics_listen: \"127.0.0.1:{metrics_port}\"\n"),
-        1,
-    );
+    let config = with_metrics(&team.config("1h"), metrics_port, "");
     let ca = Ca::start(&config);
     std::fs::write(&ca.config, "listen: nowhere\n").unwrap();
     ca.signal("HUP");
@@ -223,14 +226,13 @@ fn krl_path_failures_and_dropped_webhook_alerts_are_counted() {
     });
     let krl_dir = tempfile::tempdir().unwrap();
     let krl_path = krl_dir.path().join("not-yet").join("jitca.krl");
-    let config = team.config("1h").replacen(
-        "listen: \"127.0.0.1:0\"\n",
+    let config = with_metrics(
+        &team.config("1h"),
+        metrics_port,
         &format!(
-            "listen: \"127.0.0.1:0\"\nmetrics_listen: \"127.0.0.1:{metrics_port}\"\n\
-             krl_path: {}\nnotify:\n  - url: http://127.0.0.1:{hook_port}/hook\n",
+            "krl_path: {}\nnotify:\n  - url: http://127.0.0.1:{hook_port}/hook\n",
             krl_path.display()
         ),
-        1,
     );
     let ca = Ca::start(&config);
     // Its folder is missing: every write fails until it is made.

@@ -206,16 +206,8 @@ fn no_wait_line(request: &Request) -> String {
             request.id
         ),
         _ => format!(
-            "it needs {} approval{} (lapses at {}); fetch the certificate with `get {}` once approved",
-            request.approvals_needed,
-            if request.approvals_needed == 1 {
-                ""
-            } else {
-                "s"
-            },
-            request
-                .lapses_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "it needs {}; fetch the certificate with `get {}` once approved",
+            approvals_due(request),
             request.id
         ),
     }
@@ -224,19 +216,24 @@ fn no_wait_line(request: &Request) -> String {
 fn status_line(request: &Request) -> String {
     match &request.state {
         State::Issued(_) => "no approval needed".into(),
-        _ => format!(
-            "waiting for {} approval{} (lapses at {})",
-            request.approvals_needed,
-            if request.approvals_needed == 1 {
-                ""
-            } else {
-                "s"
-            },
-            request
-                .lapses_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
+        _ => format!("waiting for {}", approvals_due(request)),
     }
+}
+
+/// `N approval(s) (lapses at T)`.
+fn approvals_due(request: &Request) -> String {
+    format!(
+        "{} approval{} (lapses at {})",
+        request.approvals_needed,
+        if request.approvals_needed == 1 {
+            ""
+        } else {
+            "s"
+        },
+        request
+            .lapses_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
 }
 
 /// The public key to certify, from stdin: exactly one OpenSSH public key line.
