@@ -17,8 +17,8 @@ use jitca_policy::names::{MAX_HOSTS, MAX_LOGINS, MAX_REASON, check_host_name, ch
 use libfuzzer_sys::fuzz_target;
 
 const COMMANDS: &[&str] = &[
-    "whoami", "request", "show", "list", "approve", "audit", "deny", "get", "done", "revoke",
-    "krl", "watch", "ca-key", "help", "--help",
+    "whoami", "request", "show", "list", "approve", "audit", "report", "deny", "get", "done",
+    "revoke", "review", "usage", "krl", "status", "watch", "ca-key", "mfa", "help", "--help",
 ];
 
 /// The longest refusal message: echoed words are cut at 64 characters, so a refusal never
