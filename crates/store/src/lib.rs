@@ -9,11 +9,13 @@
 //! against the exact record the caller read, so two approvers racing change a request once.
 
 pub mod audit;
+mod memory;
 mod mfa;
 mod model;
 mod sled_store;
 
 pub use audit::{AuditQuery, AuditRecord, ChainBreak, EventKind, Head};
+pub use memory::MemoryStore;
 pub use mfa::{FactorState, SecondFactor, VersionedFactor};
 pub use model::{Approval, Issuance, Request, Review, ReviewOutcome, Revocation, State, Usage};
 pub use sled_store::SledStore;
