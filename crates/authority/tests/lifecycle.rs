@@ -742,7 +742,9 @@ fn nothing_lapses_before_its_deadline() {
 fn racing_approvers_issue_exactly_one_certificate() {
     let w = World::new();
     let approvers = ["bob", "carol", "frank"];
-    for round in 0..5 {
+    // The window between reading a request and swapping it is microseconds wide: this many
+    // rounds caught a store whose swap ignored its token within the first ten.
+    for round in 0..40 {
         let id = w
             .submit("alice", "web1", &format!("INC-{round}"))
             .unwrap()
@@ -781,7 +783,9 @@ fn racing_approvers_issue_exactly_one_certificate() {
 fn racing_approvers_of_a_two_approval_rule_issue_once_with_two_approvals() {
     let w = World::new();
     let approvers = ["bob", "carol", "frank"];
-    for round in 0..5 {
+    // The window between reading a request and swapping it is microseconds wide: this many
+    // rounds caught a store whose swap ignored its token within the first ten.
+    for round in 0..40 {
         let id = w
             .submit("alice", "pair1", &format!("INC-{round}"))
             .unwrap()
