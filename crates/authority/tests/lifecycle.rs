@@ -495,6 +495,33 @@ fn break_glass_issues_at_once_and_is_marked_for_review() {
     );
 }
 
+#[test]
+fn an_ended_break_glass_grant_has_its_review_announced_once() {
+    use EventKind::*;
+    let w = World::new();
+    let glass = |duration: u64| {
+        let mut urgent = w.ask("alice", "web1", "site down");
+        urgent.break_glass = true;
+        urgent.duration = Duration::from_secs(duration);
+        w.authority.submit(&plain("alice"), urgent).unwrap()
+    };
+    // Ended early: the review is due with the revocation, in the same write.
+    let ended = glass(1800);
+    let done = w.authority.done(&plain("alice"), &ended.id).unwrap();
+    assert!(done.review_due_announced);
+    assert_eq!(w.story(&ended.id), [Requested, Issued, Done, ReviewDue]);
+    // Expired: the sweeper announces it, once.
+    let expiring = glass(1);
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(w.authority.lapse_due().unwrap(), 0, "nothing was pending");
+    assert!(w.get(&expiring.id).review_due_announced);
+    assert_eq!(w.story(&expiring.id), [Requested, Issued, ReviewDue]);
+    let head = w.head();
+    w.authority.lapse_due().unwrap();
+    assert_eq!(w.head(), head);
+    assert_eq!(w.story(&ended.id), [Requested, Issued, Done, ReviewDue]);
+}
+
 // Approving and denying.
 
 #[test]
