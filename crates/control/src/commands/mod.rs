@@ -366,5 +366,95 @@ mod tests {
         assert_eq!(refusal("review x --outcome fine --note n").status, 1);
         assert_eq!(refusal("review x --outcome ok").status, 2);
         assert_eq!(refusal("usage --sshd-log /var/log/auth.log").status, 1);
+        // A reset's user name is checked before anything runs, as the daemon checks it.
+        let bad_user = refusal("mfa reset ../alice");
+        assert_eq!(bad_user.status, 1);
+        assert!(bad_user.message.contains("name"), "{bad_user}");
+    }
+
+    /// The variant each name must parse to, written out apart from [`TABLE`] so that a table
+    /// entry pointing at the wrong variant fails here.
+    fn variant_name(command: &Command) -> &'static str {
+        match command {
+            Command::Whoami => "whoami",
+            Command::Request(_) => "request",
+            Command::Show(_) => "show",
+            Command::List(_) => "list",
+            Command::Approve { .. } => "approve",
+            Command::Watch { .. } => "watch",
+            Command::Deny(_) => "deny",
+            Command::Get { .. } => "get",
+            Command::Done { .. } => "done",
+            Command::Revoke(_) => "revoke",
+            Command::Review(_) => "review",
+            Command::Usage => "usage",
+            Command::Krl => "krl",
+            Command::Status { .. } => "status",
+            Command::CaKey => "ca-key",
+            Command::Audit(_) => "audit",
+            Command::Report(_) => "report",
+            Command::Mfa(_) => "mfa",
+            Command::Help => "help",
+        }
+    }
+
+    #[test]
+    fn every_name_parses_to_its_variant() {
+        let lines = [
+            "whoami",
+            "request web1 --as deploy --for 1h --reason INC-1",
+            "show r7k2m9x4ab",
+            "list",
+            "approve r7k2m9x4ab",
+            "watch --json",
+            "deny r7k2m9x4ab --reason no",
+            "get r7k2m9x4ab",
+            "done r7k2m9x4ab",
+            "revoke r7k2m9x4ab --reason left",
+            "review r7k2m9x4ab --outcome ok --note fine",
+            "usage --sshd-log -",
+            "krl",
+            "status 7",
+            "ca-key",
+            "audit",
+            "report",
+            "mfa status",
+            "help",
+            "--help",
+        ];
+        let mut names: Vec<&str> = NAMES.to_vec();
+        for line in lines {
+            let parsed = parse(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e:?}"));
+            let typed = line.split(' ').next().unwrap();
+            assert_eq!(parsed.name, typed);
+            let expected = if typed == "--help" { "help" } else { typed };
+            assert_eq!(variant_name(&parsed.command), expected, "{line}");
+            names.retain(|n| *n != typed);
+        }
+        assert!(names.is_empty(), "names not tried: {names:?}");
+        // One entry per name: a second would never be reached.
+        let mut sorted = NAMES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), NAMES.len());
+    }
+
+    /// `help` documents every command the daemon knows, and no other.
+    #[test]
+    fn help_documents_exactly_the_commands() {
+        // A command's entry starts two spaces in; continuation lines further, the example
+        // after `HINT`.
+        let documented: Vec<&str> = help::HELP
+            .lines()
+            .filter_map(|l| l.strip_prefix("  "))
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_lowercase()))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        for name in NAMES.iter().filter(|n| **n != "--help") {
+            assert!(documented.contains(name), "help does not document {name}");
+        }
+        for name in documented {
+            assert!(NAMES.contains(&name), "help documents unknown {name}");
+        }
     }
 }
