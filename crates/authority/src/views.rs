@@ -118,3 +118,175 @@ impl Authority {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use jitca_policy::{Denial, Policy};
+    use jitca_signer::CertAuthority;
+    use jitca_store::SledStore;
+    use ssh_key::PrivateKey;
+
+    use super::*;
+    use crate::{Factor, NewRequest, Settings};
+
+    /// alice (dev) requests, bob and carol (sre) approve `web`, ivy audits, olga operates.
+    const PEOPLE: [(&str, &str); 5] = [
+        ("alice", "dev"),
+        ("bob", "sre"),
+        ("carol", "sre"),
+        ("ivy", "audit"),
+        ("olga", "ops"),
+    ];
+
+    struct World {
+        _dir: tempfile::TempDir,
+        authority: Authority,
+        keys: Vec<PrivateKey>,
+    }
+
+    /// The config with everyone but `removed`.
+    fn policy(keys: &[PrivateKey], removed: &[&str]) -> Policy {
+        let mut users = String::new();
+        for ((name, group), key) in PEOPLE.iter().zip(keys) {
+            if !removed.contains(name) {
+                users.push_str(&format!(
+                    "  {name}:\n    keys: [\"{}\"]\n    groups: [{group}]\n",
+                    key.public_key().to_openssh().unwrap()
+                ));
+            }
+        }
+        let text = format!(
+            "users:\n{users}hosts:\n  web: [web1, web2]\nrules:\n\
+             \x20 - name: dev-web\n    requesters: [dev]\n    hosts: [web]\n    logins: [root, deploy]\n    max_duration: 2h\n    approvals: 1\n    approvers: [sre]\n    reason_pattern: 'INC-[0-9]+'\n    review: required\n\
+             auditors: [audit]\noperators: [ops]\n"
+        );
+        jitca_policy::parse(&text, Path::new("/etc/jitca/jitca.yaml"))
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+            .policy
+    }
+
+    fn world() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let keys: Vec<_> = PEOPLE
+            .iter()
+            .map(|(name, _)| jitca_signer::generate_ed25519(name).unwrap())
+            .collect();
+        let store = Arc::new(SledStore::open(&dir.path().join("data")).unwrap());
+        let ca = jitca_signer::generate_ed25519("ca").unwrap();
+        let authority = Authority::new(
+            policy(&keys, &[]),
+            Settings {
+                pending_ttl: Duration::from_secs(3600),
+                audit_log: None,
+                krl_path: None,
+                earlier_cas: Vec::new(),
+                notify: None,
+                host_key: None,
+                metrics: Default::default(),
+            },
+            store,
+            CertAuthority::from_key(ca).unwrap(),
+        )
+        .unwrap();
+        World {
+            _dir: dir,
+            authority,
+            keys,
+        }
+    }
+
+    fn caller(user: &str) -> Caller {
+        Caller {
+            user: user.into(),
+            source: "127.0.0.1:1".into(),
+            factor: Factor::NotEnrolled,
+        }
+    }
+
+    #[test]
+    fn who_a_key_is_and_what_whoami_shows_come_from_the_policy_in_force() {
+        let w = world();
+        let a = &w.authority;
+        assert_eq!(a.identify(w.keys[0].public_key()).as_deref(), Some("alice"));
+        let stranger = jitca_signer::generate_ed25519("stranger").unwrap();
+        assert_eq!(a.identify(stranger.public_key()), None);
+
+        let alice = a.whoami(&caller("alice"));
+        assert_eq!(alice.groups, ["dev"]);
+        assert!(alice.may_approve.is_empty() && !alice.auditor && !alice.operator);
+        let [rule] = alice.may_request.as_slice() else {
+            panic!("{alice:?}");
+        };
+        assert_eq!(
+            rule,
+            &RuleSummary {
+                name: "dev-web".into(),
+                requesters: vec!["dev".into()],
+                hosts: vec!["web1".into(), "web2".into()],
+                logins: vec!["root".into(), "deploy".into()],
+                max_duration: Duration::from_secs(7200),
+                approvals: 1,
+                approvers: vec!["sre".into()],
+                reason_pattern: Some("INC-[0-9]+".into()),
+                break_glass: false,
+                review_required: true,
+                requester_mfa: false,
+                approver_mfa: false,
+            }
+        );
+        let bob = a.whoami(&caller("bob"));
+        assert!(bob.may_request.is_empty());
+        assert_eq!(bob.may_approve, alice.may_request);
+        assert!(a.whoami(&caller("ivy")).auditor);
+        assert!(a.whoami(&caller("olga")).operator);
+
+        // Only auditors pass, and the refusal is the policy's own.
+        a.check_auditor(&caller("ivy")).unwrap();
+        let refused = a.check_auditor(&caller("alice")).unwrap_err();
+        assert!(matches!(
+            refused,
+            AuthorityError::Denied(Denial::NotAuditor)
+        ));
+        assert_eq!(refused.to_string(), Denial::NotAuditor.to_string());
+
+        // After a reload without bob, his key is nobody's and he has nothing.
+        a.reload(policy(&w.keys, &["bob"]), Path::new("test.yaml"))
+            .unwrap();
+        assert_eq!(a.identify(w.keys[1].public_key()), None);
+        let gone = a.whoami(&caller("bob"));
+        assert!(gone.groups.is_empty() && gone.may_approve.is_empty());
+    }
+
+    #[test]
+    fn who_may_approve_a_request_follows_the_policy_in_force() {
+        let w = world();
+        let a = &w.authority;
+        let request = a
+            .submit(
+                &caller("alice"),
+                NewRequest {
+                    hosts: vec!["web1".into()],
+                    logins: vec!["root".into()],
+                    duration: Duration::from_secs(1800),
+                    reason: "INC-7 disk full".into(),
+                    public_key: w.keys[0].public_key().clone(),
+                    break_glass: false,
+                },
+            )
+            .unwrap();
+        assert_eq!(a.eligible_approvers(&request), ["bob", "carol"]);
+        assert!(a.may_approve(&caller("bob"), &request));
+        // Never one's own request; never outside the approver groups, auditors included.
+        assert!(!a.may_approve(&caller("alice"), &request));
+        assert!(!a.may_approve(&caller("ivy"), &request));
+
+        a.reload(policy(&w.keys, &["bob"]), Path::new("test.yaml"))
+            .unwrap();
+        assert_eq!(a.eligible_approvers(&request), ["carol"]);
+        assert!(!a.may_approve(&caller("bob"), &request));
+        assert!(a.may_approve(&caller("carol"), &request));
+    }
+}
