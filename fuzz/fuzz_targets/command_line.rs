@@ -3,23 +3,19 @@
 //! `check_command_line` is what the daemon does with the line before the command touches stdin
 //! or the authority: size limit, UTF-8, shell-like split, dispatch by name, the command's
 //! grammar and every typed value's validator. Beyond "never panics", this asserts:
-//! - an accepted line is within the size limit, is UTF-8, names a known command, and every
-//!   value it carries passed its validator (hosts, logins, a non-zero duration, a reason that is
-//!   trimmed, at most 512 bytes and free of control and invisible formatting characters);
+//! - an accepted line is within the size limit, is UTF-8, names a command the daemon knows
+//!   (`COMMAND_NAMES`, read from the daemon's own table), and every value it carries passed
+//!   its validator (hosts, logins, a non-zero duration, a reason that is trimmed, at most 512
+//!   bytes and free of control and invisible formatting characters);
 //! - a refusal has exit status 1 or 2 and a message that is one bounded line with no control or
 //!   invisible formatting character, because it is written to the client's terminal and to the
 //!   daemon's log (no terminal escape or log-line forgery through an echoed argument).
 
 #![no_main]
 
-use jitca_control::{check_command_line, render};
+use jitca_control::{COMMAND_NAMES, check_command_line, render};
 use jitca_policy::names::{MAX_HOSTS, MAX_LOGINS, MAX_REASON, check_host_name, check_login};
 use libfuzzer_sys::fuzz_target;
-
-const COMMANDS: &[&str] = &[
-    "whoami", "request", "show", "list", "approve", "audit", "report", "deny", "get", "done",
-    "revoke", "review", "usage", "krl", "status", "watch", "ca-key", "mfa", "help", "--help",
-];
 
 /// The longest refusal message: echoed words are cut at 64 characters, so a refusal never
 /// grows with the input.
@@ -45,7 +41,7 @@ fuzz_target!(|line: &[u8]| {
                 "accepted a non-UTF-8 line"
             );
             assert!(
-                COMMANDS.contains(&checked.command.as_str()),
+                COMMAND_NAMES.contains(&checked.command.as_str()),
                 "accepted unknown command {:?}",
                 checked.command
             );

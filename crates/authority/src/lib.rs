@@ -17,6 +17,7 @@ pub mod mfa;
 mod report;
 mod revocation;
 mod status;
+mod views;
 
 pub use audit::{AuthFailure, parse_time};
 pub use checkpoint::Checkpoint;
@@ -31,3 +32,4 @@ pub use lifecycle::{
 };
 pub use revocation::{KRL_GRACE, KrlStatus, PathFailure};
 pub use status::{CertState, SerialStatus};
+pub use views::{RuleSummary, Whoami};

@@ -6,60 +6,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use jitca_authority::{Authority, Caller};
 use russh::server::Msg;
-use russh::{Channel, ChannelMsg, ChannelWriteHalf};
+use russh::{Channel, ChannelMsg};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::commands::{self, Ctx};
 use crate::gate::Activity;
-
-/// Where a command writes. stdout is for programs, stderr for people.
-pub(crate) struct Output {
-    writer: ChannelWriteHalf<Msg>,
-}
-
-impl Output {
-    pub(crate) async fn stdout(&self, bytes: impl Into<Bytes>) {
-        // A client that went away cannot be written to; the command finishes regardless.
-        let _ = self.writer.data_bytes(bytes.into()).await;
-    }
-
-    /// One line for a person, on stderr.
-    pub(crate) async fn stderr(&self, line: &str) {
-        let text = format!("{}\n", line.trim_end_matches('\n'));
-        let _ = self.writer.extended_data_bytes(1, Bytes::from(text)).await;
-    }
-
-    async fn finish(&self, status: u32) {
-        let _ = self.writer.exit_status(status).await;
-        let _ = self.writer.eof().await;
-        let _ = self.writer.close().await;
-    }
-}
-
-/// The client's stdin: chunks until EOF. Dropping it discards whatever else arrives.
-pub(crate) struct Stdin {
-    rx: mpsc::Receiver<Bytes>,
-}
-
-/// What reading stdin gave.
-pub(crate) enum StdinRead {
-    Complete(Vec<u8>),
-    TooLong,
-}
-
-impl Stdin {
-    /// Reads until EOF, giving up as soon as more than `limit` bytes arrive.
-    pub(crate) async fn read_to_end(&mut self, limit: usize) -> StdinRead {
-        let mut all = Vec::new();
-        while let Some(chunk) = self.rx.recv().await {
-            if all.len() + chunk.len() > limit {
-                return StdinRead::TooLong;
-            }
-            all.extend_from_slice(&chunk);
-        }
-        StdinRead::Complete(all)
-    }
-}
+use crate::io::{Output, Stdin};
 
 /// Runs one session channel. The connection counts as active while its command runs;
 /// `refusal` refuses every command (the person holds too many connections).
@@ -73,7 +25,7 @@ pub(crate) async fn run(
     refusal: Option<String>,
 ) {
     let (mut reader, writer) = channel.split();
-    let out = Output { writer };
+    let out = Output::new(writer);
     let mut pty = false;
     let command = loop {
         match reader.wait().await {
@@ -126,7 +78,7 @@ pub(crate) async fn run(
         caller,
         key,
         out,
-        stdin: Some(Stdin { rx: stdin_rx }),
+        stdin: Some(Stdin::new(stdin_rx)),
         hint,
     };
     tokio::select! {

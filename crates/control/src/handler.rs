@@ -78,10 +78,7 @@ impl Connection {
     }
 
     fn known(&self, key: &russh::keys::PublicKey) -> Option<String> {
-        self.authority
-            .policy()
-            .identify(key)
-            .map(|user| user.name.clone())
+        self.authority.identify(key)
     }
 
     /// Authentication succeeded: `user`, with what their second factor proved.
@@ -92,7 +89,7 @@ impl Connection {
         self.authenticated.notify_one();
         self.caller = Some(Caller {
             user,
-            source: crate::server::peer_text(self.peer),
+            source: self.peer.to_string(),
             factor,
         });
         Auth::Accept
@@ -203,7 +200,7 @@ impl Handler for Connection {
             })
             .unwrap_or_default();
         let authority = self.authority.clone();
-        let source = crate::server::peer_text(self.peer);
+        let source = self.peer.to_string();
         let checked = who.clone();
         let factor =
             tokio::task::spawn_blocking(move || authority.mfa_check(&checked, &source, &answer))

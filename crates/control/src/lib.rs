@@ -2,8 +2,9 @@
 //!
 //! The caller's SSH key is their identity (public-key authentication only; the login name is
 //! ignored). Each session channel runs one command from `ssh ... jitca@CA COMMAND ARGS`: the
-//! command line is split as a shell would, parsed by the command's own file under `commands/`,
-//! and carried out through the [`Authority`](jitca_authority::Authority). Exit status 0 on
+//! command line is split as a shell would, parsed once into a typed command by the command's own
+//! file under `commands/`, and carried out through the [`Authority`](jitca_authority::Authority),
+//! which alone answers what the policy in force allows. Exit status 0 on
 //! success, 1 on a refusal (one line on stderr says why), 2 on a usage error. Shells, ptys,
 //! subsystems and forwarding are refused.
 
@@ -12,11 +13,12 @@ mod channel;
 mod commands;
 mod gate;
 mod handler;
+mod io;
 mod quickack;
 pub mod render;
 mod server;
 
-pub use commands::{CheckedCommand, CommandRefusal};
+pub use commands::{CheckedCommand, CommandRefusal, NAMES as COMMAND_NAMES};
 pub use server::{ServerOptions, serve};
 
 /// Checks one command line exactly as the daemon does before it runs the command: the size

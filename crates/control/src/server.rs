@@ -1,7 +1,6 @@
 //! Accepting connections and running each as an SSH session.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -221,9 +220,4 @@ fn with_cutter(socket: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpSt
     let std = socket.into_std()?;
     let cutter = std.try_clone()?;
     Ok((TcpStream::from_std(std)?, cutter))
-}
-
-/// For log lines.
-pub(crate) fn peer_text(peer: SocketAddr) -> String {
-    peer.to_string()
 }

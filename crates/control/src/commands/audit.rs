@@ -3,9 +3,9 @@
 
 use jitca_authority::{AuditQuery, parse_time};
 
-use super::{Ctx, Failure, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, grammar};
 use crate::args::{Kind, Parsed, Spec};
-use crate::channel::StdinRead;
+use crate::io::StdinRead;
 use crate::render;
 
 const QUERY: Spec = Spec {
@@ -51,7 +51,8 @@ const MAX_CHECKPOINT_BYTES: usize = 64 * 1024;
 const CHUNK: usize = 64 * 1024;
 
 /// What `audit` was asked, checked.
-pub(super) enum Asked {
+#[derive(Debug)]
+pub(super) enum Args {
     Verify { checkpoint: bool },
     Key,
     Checkpoint,
@@ -59,13 +60,13 @@ pub(super) enum Asked {
 }
 
 /// The grammar and the filters, checked, before the log is touched.
-pub(super) fn check(args: &[String]) -> Result<Asked, Failure> {
+pub(super) fn parse(args: &[String]) -> Result<Args, Failure> {
     match args.first().map(String::as_str) {
         Some("verify") => {
-            let parsed = parse(&VERIFY, &args[1..])?;
+            let parsed = grammar(&VERIFY, &args[1..])?;
             return match parsed.value("--checkpoint") {
-                None => Ok(Asked::Verify { checkpoint: false }),
-                Some("-") => Ok(Asked::Verify { checkpoint: true }),
+                None => Ok(Args::Verify { checkpoint: false }),
+                Some("-") => Ok(Args::Verify { checkpoint: true }),
                 Some(_) => Err(Failure::Refused(
                     "the daemon cannot open files of yours: send the checkpoint on stdin with \
                      --checkpoint - < FILE"
@@ -74,34 +75,34 @@ pub(super) fn check(args: &[String]) -> Result<Asked, Failure> {
             };
         }
         Some("key") => {
-            parse(&KEY, &args[1..])?;
-            return Ok(Asked::Key);
+            grammar(&KEY, &args[1..])?;
+            return Ok(Args::Key);
         }
         Some("checkpoint") => {
-            parse(&CHECKPOINT, &args[1..])?;
-            return Ok(Asked::Checkpoint);
+            grammar(&CHECKPOINT, &args[1..])?;
+            return Ok(Args::Checkpoint);
         }
         _ => {}
     }
-    let parsed = parse(&QUERY, args)?;
+    let parsed = grammar(&QUERY, args)?;
     let query = query_from(&parsed).map_err(Failure::Refused)?;
-    Ok(Asked::Query {
+    Ok(Args::Query {
         query,
         json: parsed.flag("--json"),
     })
 }
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let (query, json) = match check(args)? {
-        Asked::Query { query, json } => (query, json),
-        Asked::Verify { checkpoint: false } => return verify(ctx).await,
-        Asked::Verify { checkpoint: true } => return verify_checkpoint(ctx).await,
-        Asked::Key => {
+pub(super) async fn run(ctx: &mut Ctx, args: Args) -> Outcome {
+    let (query, json) = match args {
+        Args::Query { query, json } => (query, json),
+        Args::Verify { checkpoint: false } => return verify(ctx).await,
+        Args::Verify { checkpoint: true } => return verify_checkpoint(ctx).await,
+        Args::Key => {
             let line = ctx.call(|a, c| a.audit_public_key(c)).await?;
             ctx.out.stdout(format!("{line}\n")).await;
             return Ok(());
         }
-        Asked::Checkpoint => {
+        Args::Checkpoint => {
             let signed = ctx.call(|a, c| a.checkpoint(Some(c))).await?;
             ctx.out.stdout(signed).await;
             return Ok(());
@@ -160,11 +161,7 @@ async fn verify(ctx: &mut Ctx) -> Outcome {
 /// `audit verify --checkpoint -`: a checkpoint on stdin, its signature and the chain against it.
 async fn verify_checkpoint(ctx: &mut Ctx) -> Outcome {
     // Auditors only: refused before a byte of stdin is read.
-    if !ctx.authority.policy().is_auditor(&ctx.caller.user) {
-        return Err(Failure::Refused(
-            jitca_policy::Denial::NotAuditor.to_string(),
-        ));
-    }
+    ctx.authority.check_auditor(&ctx.caller)?;
     let Some(mut stdin) = ctx.stdin.take() else {
         return Err(Failure::Refused("stdin was already read".into()));
     };
@@ -196,7 +193,7 @@ async fn verify_checkpoint(ctx: &mut Ctx) -> Outcome {
 }
 
 /// The filters as typed, checked.
-pub(crate) fn query_from(parsed: &Parsed) -> Result<AuditQuery, String> {
+fn query_from(parsed: &Parsed) -> Result<AuditQuery, String> {
     let now = chrono::Utc::now();
     let time = |name: &str| parsed.value(name).map(|t| parse_time(t, now)).transpose();
     let serial = parsed

@@ -1,15 +1,19 @@
-use super::{Ctx, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, grammar};
 use crate::args::Spec;
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "ca-key",
     positionals: &[],
     options: &[],
     required: &[],
 };
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    parse(&SPEC, args)?;
+/// No arguments.
+pub(super) fn parse(args: &[String]) -> Result<(), Failure> {
+    grammar(&SPEC, args).map(drop)
+}
+
+pub(super) async fn run(ctx: &mut Ctx) -> Outcome {
     let line = format!("{}\n", ctx.authority.ca_public_key());
     ctx.out.stdout(line).await;
     Ok(())

@@ -1,15 +1,19 @@
-use super::{Ctx, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, sole_positional};
 use crate::args::Spec;
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "done ID",
     positionals: &["ID"],
     options: &[],
     required: &[],
 };
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let id = parse(&SPEC, args)?.positionals.remove(0);
+/// The request's id.
+pub(super) fn parse(args: &[String]) -> Result<String, Failure> {
+    sole_positional(&SPEC, args)
+}
+
+pub(super) async fn run(ctx: &mut Ctx, id: String) -> Outcome {
     let request = ctx.call(move |a, c| a.done(c, &id)).await?;
     let serial = request.issuance().map_or(0, |i| i.serial);
     ctx.out

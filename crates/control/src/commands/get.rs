@@ -1,15 +1,19 @@
-use super::{Ctx, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, sole_positional};
 use crate::args::Spec;
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "get ID",
     positionals: &["ID"],
     options: &[],
     required: &[],
 };
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let id = parse(&SPEC, args)?.positionals.remove(0);
+/// The request's id.
+pub(super) fn parse(args: &[String]) -> Result<String, Failure> {
+    sole_positional(&SPEC, args)
+}
+
+pub(super) async fn run(ctx: &mut Ctx, id: String) -> Outcome {
     let certificate = ctx.call(move |a, c| a.certificate(c, &id)).await?;
     ctx.out.stdout(format!("{certificate}\n")).await;
     Ok(())

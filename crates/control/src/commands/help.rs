@@ -1,6 +1,6 @@
-use super::{Ctx, Outcome};
+use super::ctx::{Ctx, Outcome};
 
-const HELP: &str = "\
+pub(super) const HELP: &str = "\
 jitca: temporary, approved SSH access. Run commands as `HINT COMMAND [ARGS]`.
 
   whoami                               who you are, what you may request and approve
@@ -55,7 +55,8 @@ Example:
       < ~/.ssh/id_ed25519.pub > ~/.ssh/id_ed25519-cert.pub
 ";
 
-pub(crate) async fn run(ctx: &mut Ctx, _args: &[String]) -> Outcome {
+/// The whole text, whatever follows `help`.
+pub(super) async fn run(ctx: &mut Ctx) -> Outcome {
     ctx.out.stdout(HELP.replace("HINT", &ctx.hint)).await;
     Ok(())
 }

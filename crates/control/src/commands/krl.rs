@@ -1,16 +1,20 @@
-use super::{Ctx, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, grammar};
 use crate::args::Spec;
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "krl > FILE",
     positionals: &[],
     options: &[],
     required: &[],
 };
 
+/// No arguments.
+pub(super) fn parse(args: &[String]) -> Result<(), Failure> {
+    grammar(&SPEC, args).map(drop)
+}
+
 /// The current KRL, binary, on stdout: what hosts point `RevokedKeys` at.
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    parse(&SPEC, args)?;
+pub(super) async fn run(ctx: &mut Ctx) -> Outcome {
     let krl = ctx.call(|a, _| a.krl()).await?;
     ctx.out.stdout(krl).await;
     Ok(())

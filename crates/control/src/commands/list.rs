@@ -1,10 +1,10 @@
 use jitca_authority::ListFilter;
 
-use super::{Ctx, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, grammar};
 use crate::args::{Kind, Spec};
 use crate::render;
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "list [--pending] [--mine] [--unreviewed] [--unused] [--json]",
     positionals: &[],
     options: &[
@@ -17,17 +17,30 @@ pub(super) const SPEC: Spec = Spec {
     required: &[],
 };
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let parsed = parse(&SPEC, args)?;
-    let filter = ListFilter {
-        pending_only: parsed.flag("--pending"),
-        mine_only: parsed.flag("--mine"),
-        unreviewed: parsed.flag("--unreviewed"),
-        unused: parsed.flag("--unused"),
-    };
+/// What `list` was asked, checked.
+#[derive(Debug)]
+pub(super) struct Args {
+    filter: ListFilter,
+    json: bool,
+}
+
+pub(super) fn parse(args: &[String]) -> Result<Args, Failure> {
+    let parsed = grammar(&SPEC, args)?;
+    Ok(Args {
+        filter: ListFilter {
+            pending_only: parsed.flag("--pending"),
+            mine_only: parsed.flag("--mine"),
+            unreviewed: parsed.flag("--unreviewed"),
+            unused: parsed.flag("--unused"),
+        },
+        json: parsed.flag("--json"),
+    })
+}
+
+pub(super) async fn run(ctx: &mut Ctx, Args { filter, json }: Args) -> Outcome {
     let requests = ctx.call(move |a, c| a.list(c, filter)).await?;
     let now = chrono::Utc::now();
-    let text = if parsed.flag("--json") {
+    let text = if json {
         requests
             .iter()
             .map(|r| format!("{}\n", render::request_json(r, now)))

@@ -6,48 +6,45 @@ mod enroll;
 mod reset;
 mod status;
 
-use super::{Ctx, Failure, Outcome};
+use super::ctx::{Ctx, Failure, Outcome};
 
 const USAGE: &str = "mfa enroll | mfa confirm CODE | mfa status | mfa reset USER";
 
-fn subcommand(args: &[String]) -> Result<(&str, &[String]), Failure> {
-    match args.split_first() {
-        Some((sub, rest)) => Ok((sub.as_str(), rest)),
-        None => Err(Failure::Usage(format!(
+/// The subcommand asked for, checked.
+#[derive(Debug)]
+pub(super) enum Args {
+    Enroll,
+    Confirm { code: String },
+    Status,
+    Reset { user: String },
+}
+
+/// The subcommand and its grammar, and a reset's user name.
+pub(super) fn parse(args: &[String]) -> Result<Args, Failure> {
+    let Some((sub, rest)) = args.split_first() else {
+        return Err(Failure::Usage(format!(
             "mfa needs a subcommand; usage: {USAGE}"
+        )));
+    };
+    match sub.as_str() {
+        "enroll" => enroll::parse(rest).map(|()| Args::Enroll),
+        "confirm" => confirm::parse(rest).map(|code| Args::Confirm { code }),
+        "status" => status::parse(rest).map(|()| Args::Status),
+        "reset" => reset::parse(rest).map(|user| Args::Reset { user }),
+        other => Err(Failure::Usage(format!(
+            "unknown mfa subcommand {}; usage: {USAGE}",
+            crate::args::shown(other)
         ))),
     }
 }
 
-fn unknown(sub: &str) -> Failure {
-    Failure::Usage(format!(
-        "unknown mfa subcommand {}; usage: {USAGE}",
-        crate::args::shown(sub)
-    ))
-}
-
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let (sub, rest) = subcommand(args)?;
-    match sub {
-        "enroll" => enroll::run(ctx, rest).await,
-        "confirm" => confirm::run(ctx, rest).await,
-        "status" => status::run(ctx, rest).await,
-        "reset" => reset::run(ctx, rest).await,
-        other => Err(unknown(other)),
+pub(super) async fn run(ctx: &mut Ctx, args: Args) -> Outcome {
+    match args {
+        Args::Enroll => enroll::run(ctx).await,
+        Args::Confirm { code } => confirm::run(ctx, code).await,
+        Args::Status => status::run(ctx).await,
+        Args::Reset { user } => reset::run(ctx, user).await,
     }
-}
-
-/// The grammar checks [`run`] makes before anything runs.
-pub(crate) fn check(args: &[String]) -> Result<(), Failure> {
-    let (sub, rest) = subcommand(args)?;
-    let spec = match sub {
-        "enroll" => &enroll::SPEC,
-        "confirm" => &confirm::SPEC,
-        "status" => &status::SPEC,
-        "reset" => &reset::SPEC,
-        other => return Err(unknown(other)),
-    };
-    super::parse(spec, rest).map(|_| ())
 }
 
 /// The command line as the audit log records a refusal of it: a code given to `mfa confirm`

@@ -1,8 +1,13 @@
-//! One file per command: its grammar (`SPEC`) and what it does (`run`).
+//! One file per command: its grammar (`SPEC`), its arguments typed and checked (`parse`), and
+//! what it does (`run`). Here: the one table of command names, the one function that turns a
+//! command line into a [`Command`], and [`dispatch`], which matches on it. The daemon and the
+//! public check ([`crate::check_command_line`]) run the same [`parse`], so what the fuzz target
+//! checks is what the daemon does.
 
 mod approve;
 mod audit;
 mod ca_key;
+mod ctx;
 mod deny;
 mod done;
 mod get;
@@ -20,76 +25,122 @@ mod usage;
 mod watch;
 mod whoami;
 
-use std::sync::Arc;
-
-use jitca_authority::{Authority, AuthorityError, Caller};
+pub(crate) use ctx::Ctx;
+use ctx::{Failure, IdAndReason, Outcome};
 
 use crate::args::shown;
-use crate::channel::{Output, Stdin};
 
 /// Longest command line accepted; far more than any real command needs.
 const MAX_COMMAND_LINE: usize = 8 * 1024;
 
-/// What a command runs with.
-pub(crate) struct Ctx {
-    pub authority: Arc<Authority>,
-    pub caller: Caller,
-    /// The key the connection authenticated with ([`Ctx::identify_again`]).
-    pub key: russh::keys::PublicKey,
-    pub out: Output,
-    /// Taken by the command that reads it; the others leave it.
-    pub stdin: Option<Stdin>,
-    /// `ssh -p PORT jitca@HOST`, for messages that tell what to run next.
-    pub hint: Arc<str>,
-}
-
-/// Why a command did not succeed.
+/// A command line's command, its arguments typed and checked: what [`dispatch`] runs.
 #[derive(Debug)]
-pub(crate) enum Failure {
-    /// Refused or bad input: exit 1.
-    Refused(String),
-    /// The command line does not fit the grammar: exit 2.
-    Usage(String),
+enum Command {
+    Whoami,
+    Request(request::Args),
+    Show(show::Args),
+    List(list::Args),
+    Approve {
+        id: String,
+    },
+    Watch {
+        json: bool,
+    },
+    Deny(IdAndReason),
+    Get {
+        id: String,
+    },
+    Done {
+        id: String,
+    },
+    Revoke(IdAndReason),
+    Review(review::Args),
+    /// `usage --sshd-log -`: the log comes on stdin.
+    Usage,
+    Krl,
+    Status {
+        serials: Vec<u64>,
+    },
+    CaKey,
+    Audit(audit::Args),
+    Report(report::Args),
+    Mfa(mfa::Args),
+    Help,
 }
 
-impl From<AuthorityError> for Failure {
-    fn from(e: AuthorityError) -> Self {
-        if matches!(
-            e,
-            AuthorityError::Store(_) | AuthorityError::Signer(_) | AuthorityError::AuditLog(_)
-        ) {
-            tracing::error!(error = %e, "operation failed");
-        }
-        Failure::Refused(e.to_string())
+/// How the words after a command's name become a [`Command`].
+type Parser = fn(&[String]) -> Result<Command, Failure>;
+
+/// Every command the daemon knows: its name as typed, and how its arguments parse. The one
+/// list of names ([`NAMES`]), in `help`'s order.
+const TABLE: &[(&str, Parser)] = &[
+    ("whoami", |a| whoami::parse(a).map(|()| Command::Whoami)),
+    ("request", |a| request::parse(a).map(Command::Request)),
+    ("show", |a| show::parse(a).map(Command::Show)),
+    ("list", |a| list::parse(a).map(Command::List)),
+    ("approve", |a| {
+        approve::parse(a).map(|id| Command::Approve { id })
+    }),
+    ("watch", |a| {
+        watch::parse(a).map(|json| Command::Watch { json })
+    }),
+    ("deny", |a| deny::parse(a).map(Command::Deny)),
+    ("get", |a| get::parse(a).map(|id| Command::Get { id })),
+    ("done", |a| done::parse(a).map(|id| Command::Done { id })),
+    ("revoke", |a| revoke::parse(a).map(Command::Revoke)),
+    ("review", |a| review::parse(a).map(Command::Review)),
+    ("usage", |a| usage::parse(a).map(|()| Command::Usage)),
+    ("krl", |a| krl::parse(a).map(|()| Command::Krl)),
+    ("status", |a| {
+        status::parse(a).map(|serials| Command::Status { serials })
+    }),
+    ("ca-key", |a| ca_key::parse(a).map(|()| Command::CaKey)),
+    ("audit", |a| audit::parse(a).map(Command::Audit)),
+    ("report", |a| report::parse(a).map(Command::Report)),
+    ("mfa", |a| mfa::parse(a).map(Command::Mfa)),
+    // `help` takes no grammar: whatever follows it, the whole text is the answer.
+    ("help", |_| Ok(Command::Help)),
+    ("--help", |_| Ok(Command::Help)),
+];
+
+/// The name of every command the daemon knows, `--help` included, in `help`'s order.
+pub const NAMES: [&str; TABLE.len()] = {
+    let mut names = [""; TABLE.len()];
+    let mut i = 0;
+    while i < TABLE.len() {
+        names[i] = TABLE[i].0;
+        i += 1;
     }
+    names
+};
+
+/// A command line, parsed.
+#[derive(Debug)]
+struct Line {
+    /// The command's name, as typed (one of [`NAMES`]).
+    name: &'static str,
+    /// The words after it, split as a shell would.
+    args: Vec<String>,
+    command: Command,
 }
 
-pub(crate) type Outcome = Result<(), Failure>;
-
-impl Ctx {
-    /// Refuses unless the connection's key still identifies its caller under the policy in
-    /// force: checked before every command, and by `watch` at every reload.
-    pub(crate) fn identify_again(&self) -> Result<(), Failure> {
-        self.authority
-            .identify_again(&self.key, &self.caller.user)
-            .map_err(Failure::from)
-    }
-
-    /// Runs an authority operation on a blocking thread: it finishes even if the client leaves.
-    pub(crate) async fn call<T: Send + 'static>(
-        &self,
-        op: impl FnOnce(&Authority, &Caller) -> Result<T, AuthorityError> + Send + 'static,
-    ) -> Result<T, Failure> {
-        let authority = self.authority.clone();
-        let caller = self.caller.clone();
-        tokio::task::spawn_blocking(move || op(&authority, &caller))
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "operation panicked");
-                Failure::Refused("internal error; nothing was changed or issued".into())
-            })?
-            .map_err(Failure::from)
-    }
+/// The one parse of a command line, before the command reads stdin or asks the authority
+/// anything: the size limit, UTF-8, the shell-like split, the command's name, its grammar, and
+/// every typed value through its validator. A refusal is the one the daemon gives.
+fn parse(line: &[u8]) -> Result<Line, Failure> {
+    let (typed, args) = split(line)?;
+    let Some(&(name, parse_args)) = TABLE.iter().find(|(name, _)| *name == typed) else {
+        return Err(Failure::Usage(format!(
+            "unknown command {}; try `help`",
+            shown(&typed)
+        )));
+    };
+    let command = parse_args(&args)?;
+    Ok(Line {
+        name,
+        args,
+        command,
+    })
 }
 
 /// Runs one command line; returns the exit status.
@@ -117,29 +168,26 @@ async fn run(ctx: &mut Ctx, line: &[u8]) -> Outcome {
     // Identity on every command: the config may have changed since the connection
     // authenticated (ssh multiplexing keeps one open for as long as it likes).
     ctx.identify_again()?;
-    let (name, args) = split(line)?;
-    let args = args.as_slice();
-    match name.as_str() {
-        "whoami" => whoami::run(ctx, args).await,
-        "request" => request::run(ctx, args).await,
-        "show" => show::run(ctx, args).await,
-        "list" => list::run(ctx, args).await,
-        "approve" => approve::run(ctx, args).await,
-        "audit" => audit::run(ctx, args).await,
-        "report" => report::run(ctx, args).await,
-        "deny" => deny::run(ctx, args).await,
-        "get" => get::run(ctx, args).await,
-        "done" => done::run(ctx, args).await,
-        "revoke" => revoke::run(ctx, args).await,
-        "review" => review::run(ctx, args).await,
-        "usage" => usage::run(ctx, args).await,
-        "krl" => krl::run(ctx, args).await,
-        "status" => status::run(ctx, args).await,
-        "watch" => watch::run(ctx, args).await,
-        "ca-key" => ca_key::run(ctx, args).await,
-        "mfa" => mfa::run(ctx, args).await,
-        "help" | "--help" => help::run(ctx, args).await,
-        other => Err(unknown_command(other)),
+    match parse(line)?.command {
+        Command::Whoami => whoami::run(ctx).await,
+        Command::Request(args) => request::run(ctx, args).await,
+        Command::Show(args) => show::run(ctx, args).await,
+        Command::List(args) => list::run(ctx, args).await,
+        Command::Approve { id } => approve::run(ctx, id).await,
+        Command::Watch { json } => watch::run(ctx, json).await,
+        Command::Deny(args) => deny::run(ctx, args).await,
+        Command::Get { id } => get::run(ctx, id).await,
+        Command::Done { id } => done::run(ctx, id).await,
+        Command::Revoke(args) => revoke::run(ctx, args).await,
+        Command::Review(args) => review::run(ctx, args).await,
+        Command::Usage => usage::run(ctx).await,
+        Command::Krl => krl::run(ctx).await,
+        Command::Status { serials } => status::run(ctx, serials).await,
+        Command::CaKey => ca_key::run(ctx).await,
+        Command::Audit(args) => audit::run(ctx, args).await,
+        Command::Report(args) => report::run(ctx, args).await,
+        Command::Mfa(args) => mfa::run(ctx, args).await,
+        Command::Help => help::run(ctx).await,
     }
 }
 
@@ -162,15 +210,11 @@ fn split(line: &[u8]) -> Result<(String, Vec<String>), Failure> {
     Ok((name, words))
 }
 
-fn unknown_command(name: &str) -> Failure {
-    Failure::Usage(format!("unknown command {}; try `help`", shown(name)))
-}
-
-/// What a command line asks for, once checked as [`run`] checks it before the command does
-/// anything (reads stdin, calls the authority). See [`crate::check_command_line`].
+/// What a command line asks for, once checked as [`dispatch`] checks it before the command
+/// does anything (reads stdin, calls the authority). See [`crate::check_command_line`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckedCommand {
-    /// The command's name, as typed (`request`, `audit`, ...).
+    /// The command's name, as typed (`request`, `audit`, ...): one of [`NAMES`].
     pub command: String,
     /// Its arguments, split as a shell would.
     pub args: Vec<String>,
@@ -180,14 +224,53 @@ pub struct CheckedCommand {
     pub logins: Vec<String>,
     /// `request`: the duration asked for.
     pub duration: Option<std::time::Duration>,
-    /// `request`, `deny`, `revoke`: the reason, checked and trimmed.
+    /// `request`, `deny`, `revoke`: the reason, checked and trimmed; `review`: the note.
     pub reason: Option<String>,
+}
+
+impl From<Line> for CheckedCommand {
+    fn from(line: Line) -> Self {
+        let mut checked = CheckedCommand {
+            command: line.name.to_string(),
+            args: line.args,
+            ..CheckedCommand::default()
+        };
+        match line.command {
+            Command::Request(request) => {
+                checked.hosts = request.hosts;
+                checked.logins = request.logins;
+                checked.duration = Some(request.duration);
+                checked.reason = Some(request.reason);
+            }
+            Command::Deny(args) | Command::Revoke(args) => checked.reason = Some(args.reason),
+            Command::Review(args) => checked.reason = Some(args.note),
+            // Listed, not matched by `_`: a new command carrying typed text must say here
+            // whether the check API shows it.
+            Command::Whoami
+            | Command::Show(_)
+            | Command::List(_)
+            | Command::Approve { .. }
+            | Command::Watch { .. }
+            | Command::Get { .. }
+            | Command::Done { .. }
+            | Command::Usage
+            | Command::Krl
+            | Command::Status { .. }
+            | Command::CaKey
+            | Command::Audit(_)
+            | Command::Report(_)
+            | Command::Mfa(_)
+            | Command::Help => {}
+        }
+        checked
+    }
 }
 
 /// Why a command line was refused before anything ran: the exit status the daemon gives
 /// (1 refused, 2 usage error) and the message it sends after `jitca: `.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandRefusal {
+    /// 1 refused, 2 usage error.
     pub status: u32,
     pub message: String,
 }
@@ -200,75 +283,13 @@ impl std::fmt::Display for CommandRefusal {
 
 impl std::error::Error for CommandRefusal {}
 
-/// Everything [`run`] does with a command line before the command touches stdin or the
-/// authority: the same functions, in the same order, with the same refusals.
+/// [`parse`], for the public check: its refusal as the exit status and message the daemon
+/// would give.
 pub(crate) fn check(line: &[u8]) -> Result<CheckedCommand, CommandRefusal> {
-    check_inner(line).map_err(|f| match f {
+    parse(line).map(CheckedCommand::from).map_err(|f| match f {
         Failure::Refused(message) => CommandRefusal { status: 1, message },
         Failure::Usage(message) => CommandRefusal { status: 2, message },
     })
-}
-
-fn check_inner(line: &[u8]) -> Result<CheckedCommand, Failure> {
-    let (command, args) = split(line)?;
-    let mut checked = CheckedCommand::default();
-    let grammar = |spec: &crate::args::Spec| parse(spec, &args).map(|_| ());
-    match command.as_str() {
-        "whoami" => grammar(&whoami::SPEC)?,
-        "request" => {
-            let typed = request::check(&args)?;
-            checked.hosts = typed.hosts;
-            checked.logins = typed.logins;
-            checked.duration = Some(typed.duration);
-            checked.reason = Some(typed.reason);
-        }
-        "show" => grammar(&show::SPEC)?,
-        "list" => grammar(&list::SPEC)?,
-        "approve" => grammar(&approve::SPEC)?,
-        "audit" => {
-            audit::check(&args)?;
-        }
-        "report" => {
-            report::check(&args)?;
-        }
-        "deny" => checked.reason = Some(deny::check(&args)?.1),
-        "get" => grammar(&get::SPEC)?,
-        "done" => grammar(&done::SPEC)?,
-        "revoke" => checked.reason = Some(revoke::check(&args)?.1),
-        "review" => checked.reason = Some(review::check(&args)?.2),
-        "usage" => usage::check(&args)?,
-        "krl" => grammar(&krl::SPEC)?,
-        "status" => {
-            status::check(&args)?;
-        }
-        "watch" => grammar(&watch::SPEC)?,
-        "ca-key" => grammar(&ca_key::SPEC)?,
-        "mfa" => mfa::check(&args)?,
-        "help" | "--help" => {}
-        other => return Err(unknown_command(other)),
-    }
-    checked.command = command;
-    checked.args = args;
-    Ok(checked)
-}
-
-/// Parses `args` with `spec`, turning a grammar error into a usage failure.
-pub(crate) fn parse(
-    spec: &crate::args::Spec,
-    args: &[String],
-) -> Result<crate::args::Parsed, Failure> {
-    spec.parse(args).map_err(Failure::Usage)
-}
-
-/// `COMMAND ID --reason TEXT`: the id, and the reason checked like a request's.
-pub(crate) fn id_and_reason(
-    spec: &crate::args::Spec,
-    args: &[String],
-) -> Result<(String, String), Failure> {
-    let mut parsed = parse(spec, args)?;
-    let reason = jitca_policy::check_reason(parsed.value("--reason").unwrap_or_default())
-        .map_err(|e| Failure::Refused(e.to_string()))?;
-    Ok((parsed.positionals.remove(0), reason))
 }
 
 #[cfg(test)]
@@ -345,5 +366,95 @@ mod tests {
         assert_eq!(refusal("review x --outcome fine --note n").status, 1);
         assert_eq!(refusal("review x --outcome ok").status, 2);
         assert_eq!(refusal("usage --sshd-log /var/log/auth.log").status, 1);
+        // A reset's user name is checked before anything runs, as the daemon checks it.
+        let bad_user = refusal("mfa reset ../alice");
+        assert_eq!(bad_user.status, 1);
+        assert!(bad_user.message.contains("name"), "{bad_user}");
+    }
+
+    /// The variant each name must parse to, written out apart from [`TABLE`] so that a table
+    /// entry pointing at the wrong variant fails here.
+    fn variant_name(command: &Command) -> &'static str {
+        match command {
+            Command::Whoami => "whoami",
+            Command::Request(_) => "request",
+            Command::Show(_) => "show",
+            Command::List(_) => "list",
+            Command::Approve { .. } => "approve",
+            Command::Watch { .. } => "watch",
+            Command::Deny(_) => "deny",
+            Command::Get { .. } => "get",
+            Command::Done { .. } => "done",
+            Command::Revoke(_) => "revoke",
+            Command::Review(_) => "review",
+            Command::Usage => "usage",
+            Command::Krl => "krl",
+            Command::Status { .. } => "status",
+            Command::CaKey => "ca-key",
+            Command::Audit(_) => "audit",
+            Command::Report(_) => "report",
+            Command::Mfa(_) => "mfa",
+            Command::Help => "help",
+        }
+    }
+
+    #[test]
+    fn every_name_parses_to_its_variant() {
+        let lines = [
+            "whoami",
+            "request web1 --as deploy --for 1h --reason INC-1",
+            "show r7k2m9x4ab",
+            "list",
+            "approve r7k2m9x4ab",
+            "watch --json",
+            "deny r7k2m9x4ab --reason no",
+            "get r7k2m9x4ab",
+            "done r7k2m9x4ab",
+            "revoke r7k2m9x4ab --reason left",
+            "review r7k2m9x4ab --outcome ok --note fine",
+            "usage --sshd-log -",
+            "krl",
+            "status 7",
+            "ca-key",
+            "audit",
+            "report",
+            "mfa status",
+            "help",
+            "--help",
+        ];
+        let mut names: Vec<&str> = NAMES.to_vec();
+        for line in lines {
+            let parsed = parse(line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e:?}"));
+            let typed = line.split(' ').next().unwrap();
+            assert_eq!(parsed.name, typed);
+            let expected = if typed == "--help" { "help" } else { typed };
+            assert_eq!(variant_name(&parsed.command), expected, "{line}");
+            names.retain(|n| *n != typed);
+        }
+        assert!(names.is_empty(), "names not tried: {names:?}");
+        // One entry per name: a second would never be reached.
+        let mut sorted = NAMES.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), NAMES.len());
+    }
+
+    /// `help` documents every command the daemon knows, and no other.
+    #[test]
+    fn help_documents_exactly_the_commands() {
+        // A command's entry starts two spaces in; continuation lines further, the example
+        // after `HINT`.
+        let documented: Vec<&str> = help::HELP
+            .lines()
+            .filter_map(|l| l.strip_prefix("  "))
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_lowercase()))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        for name in NAMES.iter().filter(|n| **n != "--help") {
+            assert!(documented.contains(name), "help does not document {name}");
+        }
+        for name in documented {
+            assert!(NAMES.contains(&name), "help documents unknown {name}");
+        }
     }
 }

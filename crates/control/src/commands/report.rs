@@ -3,10 +3,10 @@
 use jitca_authority::parse_time;
 use jitca_report::{Format, Period};
 
-use super::{Ctx, Failure, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, grammar};
 use crate::args::{Kind, Spec};
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "report [--since T] [--until T] [--format text|json|html]",
     positionals: &[],
     options: &[
@@ -17,9 +17,16 @@ pub(super) const SPEC: Spec = Spec {
     required: &[],
 };
 
+/// What `report` was asked, checked.
+#[derive(Debug)]
+pub(super) struct Args {
+    period: Period,
+    format: Format,
+}
+
 /// The period and format as typed, checked.
-pub(super) fn check(args: &[String]) -> Result<(Period, Format), Failure> {
-    let parsed = parse(&SPEC, args)?;
+pub(super) fn parse(args: &[String]) -> Result<Args, Failure> {
+    let parsed = grammar(&SPEC, args)?;
     let now = chrono::Utc::now();
     let time = |name: &str| {
         parsed
@@ -39,11 +46,10 @@ pub(super) fn check(args: &[String]) -> Result<(Period, Format), Failure> {
     }
     let format =
         Format::parse(parsed.value("--format").unwrap_or("text")).map_err(Failure::Refused)?;
-    Ok((period, format))
+    Ok(Args { period, format })
 }
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let (period, format) = check(args)?;
+pub(super) async fn run(ctx: &mut Ctx, Args { period, format }: Args) -> Outcome {
     let report = ctx
         .call(move |a, c| a.report(c, period, format.name()))
         .await?;

@@ -9,9 +9,9 @@ use jitca_policy::{
 use russh::keys::PublicKey;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Ctx, Failure, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, grammar};
 use crate::args::{Kind, Spec};
-use crate::channel::StdinRead;
+use crate::io::StdinRead;
 
 /// Largest public key accepted on stdin (an RSA 16384-bit key is about 2.8 KiB).
 const MAX_KEY_BYTES: usize = 16 * 1024;
@@ -34,24 +34,29 @@ fn refused(e: impl ToString) -> Failure {
 }
 
 /// What `request` takes from its command line, checked.
-pub(super) struct Typed {
-    pub hosts: Vec<String>,
-    pub logins: Vec<String>,
-    pub duration: Duration,
-    pub reason: String,
-    pub no_wait: bool,
-    pub break_glass: bool,
+#[derive(Debug)]
+pub(super) struct Args {
+    /// Checked host names, repeats dropped.
+    pub(super) hosts: Vec<String>,
+    /// Checked logins, repeats dropped.
+    pub(super) logins: Vec<String>,
+    /// More than zero.
+    pub(super) duration: Duration,
+    /// Checked and trimmed.
+    pub(super) reason: String,
+    no_wait: bool,
+    break_glass: bool,
 }
 
 /// The grammar and every typed value, checked before stdin is read or anything is stored.
-pub(super) fn check(args: &[String]) -> Result<Typed, Failure> {
-    let parsed = parse(&SPEC, args)?;
+pub(super) fn parse(args: &[String]) -> Result<Args, Failure> {
+    let parsed = grammar(&SPEC, args)?;
     let hosts = parse_host_list(&parsed.positionals[0]).map_err(refused)?;
     let logins = parse_login_list(parsed.value("--as").unwrap_or_default()).map_err(refused)?;
     let duration =
         parse_request_duration(parsed.value("--for").unwrap_or_default()).map_err(refused)?;
     let reason = check_reason(parsed.value("--reason").unwrap_or_default()).map_err(refused)?;
-    Ok(Typed {
+    Ok(Args {
         hosts,
         logins,
         duration,
@@ -61,15 +66,15 @@ pub(super) fn check(args: &[String]) -> Result<Typed, Failure> {
     })
 }
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let Typed {
+pub(super) async fn run(ctx: &mut Ctx, args: Args) -> Outcome {
+    let Args {
         hosts,
         logins,
         duration,
         reason,
         no_wait,
         break_glass,
-    } = check(args)?;
+    } = args;
     let public_key = read_public_key(ctx).await?;
 
     // Subscribe before the request exists, so no decision can slip past the wait below.

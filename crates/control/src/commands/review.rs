@@ -3,19 +3,28 @@
 use jitca_authority::ReviewOutcome;
 use jitca_authority::governance::MAX_NOTE;
 
-use super::{Ctx, Failure, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, grammar};
 use crate::args::{Kind, Spec};
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "review ID --outcome ok|concern --note TEXT",
     positionals: &["ID"],
     options: &[("--outcome", Kind::Value), ("--note", Kind::Words)],
     required: &["--outcome", "--note"],
 };
 
-/// The grammar, the outcome and the note, checked: the id, the outcome and the trimmed note.
-pub(super) fn check(args: &[String]) -> Result<(String, ReviewOutcome, String), Failure> {
-    let mut parsed = parse(&SPEC, args)?;
+/// What `review` was asked, checked.
+#[derive(Debug)]
+pub(super) struct Args {
+    id: String,
+    outcome: ReviewOutcome,
+    /// Checked like a request's reason, trimmed, at most [`MAX_NOTE`] characters.
+    pub(super) note: String,
+}
+
+/// The grammar, the outcome and the note, checked.
+pub(super) fn parse(args: &[String]) -> Result<Args, Failure> {
+    let mut parsed = grammar(&SPEC, args)?;
     let outcome = match parsed.value("--outcome").unwrap_or_default() {
         "ok" => ReviewOutcome::Ok,
         "concern" => ReviewOutcome::Concern,
@@ -33,11 +42,14 @@ pub(super) fn check(args: &[String]) -> Result<(String, ReviewOutcome, String), 
             "the note is longer than {MAX_NOTE} characters"
         )));
     }
-    Ok((parsed.positionals.remove(0), outcome, note))
+    Ok(Args {
+        id: parsed.positionals.remove(0),
+        outcome,
+        note,
+    })
 }
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let (id, outcome, note) = check(args)?;
+pub(super) async fn run(ctx: &mut Ctx, Args { id, outcome, note }: Args) -> Outcome {
     let request = ctx
         .call(move |a, c| a.review(c, &id, outcome, &note))
         .await?;

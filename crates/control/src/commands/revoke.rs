@@ -1,4 +1,4 @@
-use super::{Ctx, Failure, Outcome, id_and_reason};
+use super::ctx::{Ctx, Failure, IdAndReason, Outcome, id_and_reason};
 use crate::args::{Kind, Spec};
 
 const SPEC: Spec = Spec {
@@ -9,12 +9,11 @@ const SPEC: Spec = Spec {
 };
 
 /// The grammar and the reason, checked: the id and the trimmed reason.
-pub(super) fn check(args: &[String]) -> Result<(String, String), Failure> {
+pub(super) fn parse(args: &[String]) -> Result<IdAndReason, Failure> {
     id_and_reason(&SPEC, args)
 }
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let (id, reason) = check(args)?;
+pub(super) async fn run(ctx: &mut Ctx, IdAndReason { id, reason }: IdAndReason) -> Outcome {
     let request = ctx.call(move |a, c| a.revoke(c, &id, &reason)).await?;
     let serial = request.issuance().map_or(0, |i| i.serial);
     ctx.out

@@ -1,9 +1,9 @@
 //! `status SERIAL...`: for hosts, where each certificate of their open sessions stands.
 
-use super::{Ctx, Failure, Outcome};
+use super::ctx::{Ctx, Failure, Outcome};
 use crate::args::{Spec, shown};
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "status SERIAL...",
     positionals: &["SERIAL"],
     options: &[],
@@ -11,11 +11,11 @@ pub(super) const SPEC: Spec = Spec {
 };
 
 /// Most serials one call may ask about.
-pub(super) const MAX_SERIALS: usize = 1000;
+const MAX_SERIALS: usize = 1000;
 
 /// The serials asked about, each a certificate serial (a decimal number), at least one and at
 /// most [`MAX_SERIALS`]. Anything else is a usage error.
-pub(super) fn check(args: &[String]) -> Result<Vec<u64>, Failure> {
+pub(super) fn parse(args: &[String]) -> Result<Vec<u64>, Failure> {
     let usage = |problem: String| Failure::Usage(format!("{problem}; usage: {}", SPEC.usage));
     if args.is_empty() {
         return Err(usage("missing SERIAL".into()));
@@ -42,8 +42,7 @@ pub(super) fn check(args: &[String]) -> Result<Vec<u64>, Failure> {
 
 /// One line per serial asked, in order: `SERIAL live|revoked|expired|unknown VALID_BEFORE`,
 /// VALID_BEFORE in Unix seconds or `-` when the serial is unknown.
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let serials = check(args)?;
+pub(super) async fn run(ctx: &mut Ctx, serials: Vec<u64>) -> Outcome {
     let found = ctx.call(move |a, _| a.status(&serials)).await?;
     let mut text = String::with_capacity(found.len() * 32);
     for s in found {
@@ -69,7 +68,7 @@ mod tests {
     }
 
     fn usage_of(line: &str) -> String {
-        match check(&words(line)) {
+        match parse(&words(line)) {
             Err(Failure::Usage(m)) => m,
             other => panic!("expected a usage error for {line:?}, got {other:?}"),
         }
@@ -78,10 +77,10 @@ mod tests {
     #[test]
     fn serials_are_numbers_in_bounds() {
         assert_eq!(
-            check(&words("1 42 18446744073709551615")).unwrap(),
+            parse(&words("1 42 18446744073709551615")).unwrap(),
             [1, 42, u64::MAX]
         );
-        assert_eq!(check(&words("7 7")).unwrap(), [7, 7]);
+        assert_eq!(parse(&words("7 7")).unwrap(), [7, 7]);
         assert!(usage_of("").starts_with("missing SERIAL"));
         for bad in [
             "x",
@@ -98,8 +97,8 @@ mod tests {
             assert!(!m.contains('\n'));
         }
         let many = vec!["1".to_string(); MAX_SERIALS];
-        assert_eq!(check(&many).unwrap().len(), MAX_SERIALS);
+        assert_eq!(parse(&many).unwrap().len(), MAX_SERIALS);
         let too_many = vec!["1".to_string(); MAX_SERIALS + 1];
-        assert!(matches!(check(&too_many), Err(Failure::Usage(m)) if m.contains("at most 1000")));
+        assert!(matches!(parse(&too_many), Err(Failure::Usage(m)) if m.contains("at most 1000")));
     }
 }

@@ -1,21 +1,22 @@
 //! `usage --sshd-log -`: an sshd log on stdin tells which grants were used (auditors).
 
-use super::{Ctx, Failure, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, grammar};
 use crate::args::{Kind, Spec};
-use crate::channel::StdinRead;
+use crate::io::StdinRead;
 
 /// Largest log accepted in one command; split a bigger one (`split -C 256M`).
 const MAX_LOG_BYTES: usize = 256 * 1024 * 1024;
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "usage --sshd-log - < /var/log/auth.log",
     positionals: &[],
     options: &[("--sshd-log", Kind::Value)],
     required: &["--sshd-log"],
 };
 
-pub(super) fn check(args: &[String]) -> Result<(), Failure> {
-    let parsed = parse(&SPEC, args)?;
+/// The grammar, and the log on stdin (`-`): nothing else can be read.
+pub(super) fn parse(args: &[String]) -> Result<(), Failure> {
+    let parsed = grammar(&SPEC, args)?;
     if parsed.value("--sshd-log") != Some("-") {
         return Err(Failure::Refused(
             "the daemon cannot open files of yours: send the log on stdin with --sshd-log - < FILE"
@@ -25,14 +26,9 @@ pub(super) fn check(args: &[String]) -> Result<(), Failure> {
     Ok(())
 }
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    check(args)?;
+pub(super) async fn run(ctx: &mut Ctx) -> Outcome {
     // Auditors only: refused before a byte of the log is read.
-    if !ctx.authority.policy().is_auditor(&ctx.caller.user) {
-        return Err(Failure::Refused(
-            jitca_policy::Denial::NotAuditor.to_string(),
-        ));
-    }
+    ctx.authority.check_auditor(&ctx.caller)?;
     let Some(mut stdin) = ctx.stdin.take() else {
         return Err(Failure::Refused("stdin was already read".into()));
     };

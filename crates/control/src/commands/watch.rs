@@ -3,27 +3,30 @@
 
 use std::collections::HashMap;
 
-use jitca_authority::{Request, grant_of};
+use jitca_authority::Request;
 use tokio::sync::broadcast::error::RecvError;
 
-use super::{Ctx, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, grammar};
 use crate::args::{Kind, Spec};
 use crate::render;
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "watch [--json]",
     positionals: &[],
     options: &[("--json", Kind::Flag)],
     required: &[],
 };
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let json = parse(&SPEC, args)?.flag("--json");
+/// Whether the lines are JSON.
+pub(super) fn parse(args: &[String]) -> Result<bool, Failure> {
+    Ok(grammar(&SPEC, args)?.flag("--json"))
+}
+
+pub(super) async fn run(ctx: &mut Ctx, json: bool) -> Outcome {
     // Subscribe first: nothing that happens after the listing below is missed.
     let mut changes = ctx.authority.subscribe();
     let pending = ctx
         .call(|a, c| {
-            let policy = a.policy();
             Ok(a.list(
                 c,
                 jitca_authority::ListFilter {
@@ -32,11 +35,7 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
                 },
             )?
             .into_iter()
-            .filter(|r| {
-                policy
-                    .check_approver(&c.user, &r.requester, &grant_of(r))
-                    .is_ok()
-            })
+            .filter(|r| a.may_approve(c, r))
             .collect::<Vec<_>>())
         })
         .await?;
@@ -65,11 +64,7 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
                         let Ok(request) = a.show(c, &id) else {
                             return Ok(None);
                         };
-                        let eligible = a
-                            .policy()
-                            .check_approver(&c.user, &request.requester, &grant_of(&request))
-                            .is_ok();
-                        Ok(eligible.then_some(request))
+                        Ok(a.may_approve(c, &request).then_some(request))
                     })
                     .await?;
                 if let Some(request) = found {

@@ -2,39 +2,35 @@ use std::fmt::Write;
 
 use jitca_policy::format_duration;
 
-use super::{Ctx, Outcome, parse};
+use super::ctx::{Ctx, Failure, Outcome, grammar};
 use crate::args::Spec;
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "whoami",
     positionals: &[],
     options: &[],
     required: &[],
 };
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    parse(&SPEC, args)?;
-    let policy = ctx.authority.policy();
+/// No arguments.
+pub(super) fn parse(args: &[String]) -> Result<(), Failure> {
+    grammar(&SPEC, args).map(drop)
+}
+
+pub(super) async fn run(ctx: &mut Ctx) -> Outcome {
     let name = &ctx.caller.user;
+    let me = ctx.authority.whoami(&ctx.caller);
     let mut text = String::new();
-    let groups = policy
-        .user(name)
-        .map(|u| u.groups.join(", "))
-        .unwrap_or_default();
     let _ = writeln!(text, "user     {name}");
-    let _ = writeln!(text, "groups   {groups}");
-    let requestable = policy.rules_requestable_by(name);
+    let _ = writeln!(text, "groups   {}", me.groups.join(", "));
     let _ = writeln!(text, "may request:");
-    if requestable.is_empty() {
+    if me.may_request.is_empty() {
         let _ = writeln!(text, "  nothing");
     }
-    for rule in requestable {
+    for rule in &me.may_request {
         let mut conditions = Vec::new();
         if let Some(pattern) = &rule.reason_pattern {
-            conditions.push(format!(
-                "reason matching {}",
-                crate::render::clean(pattern.as_str())
-            ));
+            conditions.push(format!("reason matching {}", crate::render::clean(pattern)));
         }
         if rule.requester_mfa {
             conditions.push("a one-time code".to_string());
@@ -50,7 +46,7 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
             "  {}: {} on {} for up to {}, {}{}",
             rule.name,
             rule.logins.join(","),
-            policy.hosts_of_rule(rule).join(","),
+            rule.hosts.join(","),
             format_duration(rule.max_duration),
             match rule.approvals {
                 _ if rule.break_glass =>
@@ -66,25 +62,24 @@ pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
             }
         );
     }
-    let approvable = policy.rules_approvable_by(name);
     let _ = writeln!(text, "may approve:");
-    if approvable.is_empty() {
+    if me.may_approve.is_empty() {
         let _ = writeln!(text, "  nothing");
     }
-    for rule in approvable {
+    for rule in &me.may_approve {
         let _ = writeln!(
             text,
             "  {}: requests by {} for {} on {}",
             rule.name,
             rule.requesters.join(","),
             rule.logins.join(","),
-            policy.hosts_of_rule(rule).join(",")
+            rule.hosts.join(",")
         );
     }
-    if policy.is_auditor(name) {
+    if me.auditor {
         let _ = writeln!(text, "auditor  yes");
     }
-    if policy.is_operator(name) {
+    if me.operator {
         let _ = writeln!(text, "operator yes");
         // Where revocations stand: a krl_path that cannot be written is an operator's problem.
         let status = ctx.call(|a, _| a.krl_status()).await?;

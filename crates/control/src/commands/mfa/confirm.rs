@@ -1,15 +1,19 @@
-use super::super::{Ctx, Outcome, parse};
 use crate::args::Spec;
+use crate::commands::ctx::{Ctx, Failure, Outcome, sole_positional};
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "mfa confirm CODE",
     positionals: &["CODE"],
     options: &[],
     required: &[],
 };
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let code = parse(&SPEC, args)?.positionals.remove(0);
+/// The code, as typed: the authority checks it.
+pub(super) fn parse(args: &[String]) -> Result<String, Failure> {
+    sole_positional(&SPEC, args)
+}
+
+pub(super) async fn run(ctx: &mut Ctx, code: String) -> Outcome {
     ctx.call(move |a, c| a.mfa_confirm(c, &code)).await?;
     ctx.out
         .stderr(

@@ -1,15 +1,19 @@
-use super::super::{Ctx, Outcome, parse};
 use crate::args::Spec;
+use crate::commands::ctx::{Ctx, Failure, Outcome, grammar};
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "mfa enroll",
     positionals: &[],
     options: &[],
     required: &[],
 };
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    parse(&SPEC, args)?;
+/// No arguments.
+pub(super) fn parse(args: &[String]) -> Result<(), Failure> {
+    grammar(&SPEC, args).map(drop)
+}
+
+pub(super) async fn run(ctx: &mut Ctx) -> Outcome {
     let enrolment = ctx.call(|a, c| a.mfa_enroll(c)).await?;
     if enrolment.replaced {
         ctx.out

@@ -1,16 +1,21 @@
-use super::super::{Ctx, Failure, Outcome, parse};
 use crate::args::Spec;
+use crate::commands::ctx::{Ctx, Failure, Outcome, sole_positional};
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "mfa reset USER",
     positionals: &["USER"],
     options: &[],
     required: &[],
 };
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    let user = parse(&SPEC, args)?.positionals.remove(0);
+/// The user's name, checked as the config checks names.
+pub(super) fn parse(args: &[String]) -> Result<String, Failure> {
+    let user = sole_positional(&SPEC, args)?;
     jitca_policy::check_name(&user).map_err(|e| Failure::Refused(e.to_string()))?;
+    Ok(user)
+}
+
+pub(super) async fn run(ctx: &mut Ctx, user: String) -> Outcome {
     let target = user.clone();
     ctx.call(move |a, c| a.mfa_reset(c, &target)).await?;
     ctx.out

@@ -1,17 +1,21 @@
 use jitca_authority::mfa::FactorState;
 
-use super::super::{Ctx, Outcome, parse};
 use crate::args::Spec;
+use crate::commands::ctx::{Ctx, Failure, Outcome, grammar};
 
-pub(super) const SPEC: Spec = Spec {
+const SPEC: Spec = Spec {
     usage: "mfa status",
     positionals: &[],
     options: &[],
     required: &[],
 };
 
-pub(crate) async fn run(ctx: &mut Ctx, args: &[String]) -> Outcome {
-    parse(&SPEC, args)?;
+/// No arguments.
+pub(super) fn parse(args: &[String]) -> Result<(), Failure> {
+    grammar(&SPEC, args).map(drop)
+}
+
+pub(super) async fn run(ctx: &mut Ctx) -> Outcome {
     let status = ctx.call(|a, c| a.mfa_status(c)).await?;
     let time = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
     let line = match status {
