@@ -1,71 +1,12 @@
 //! `jitca login` with a real ssh-agent, and `watch` for approvers.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-
-/// A real `ssh-agent` on its own socket, killed on drop.
-struct Agent {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-    child: Child,
-}
-
-impl Agent {
-    fn start() -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "ssh-agent did not start");
-            thread::sleep(Duration::from_millis(20));
-        }
-        Agent {
-            _dir: dir,
-            socket,
-            child,
-        }
-    }
-
-    fn add(&self, key: &Path) {
-        let out = run(
-            Command::new("ssh-add")
-                .arg(key)
-                .env("SSH_AUTH_SOCK", &self.socket),
-            None,
-        );
-        assert_eq!(out.status, 0, "{out:?}");
-    }
-
-    fn list(&self) -> String {
-        run(
-            Command::new("ssh-add")
-                .arg("-l")
-                .env("SSH_AUTH_SOCK", &self.socket),
-            None,
-        )
-        .stdout
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `jitca login ARGS --ca 127.0.0.1:PORT`, talking to the CA with the agent's keys.
 fn login(ca: &Ca, agent: Option<&Agent>, args: &str) -> Out {
