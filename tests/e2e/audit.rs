@@ -25,7 +25,9 @@ fn events<'a>(all: &'a [Value], kind: &str) -> Vec<&'a Value> {
 #[test]
 fn auditors_see_every_event_of_a_request_cycle() {
     let team = Team::new();
-    let ca = Ca::start(&with_audit_log(&team.config("1h")));
+    // Whole seconds: a record's time is compared with this window.
+    let started = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let mut ca = Ca::start(&with_audit_log(&team.config("1h")));
     let id = id_of(&ca.request(
         &team.alice,
         "web1 --as root --for 1h --reason INC-7 disk full --no-wait",
@@ -65,7 +67,54 @@ fn auditors_see_every_event_of_a_request_cycle() {
         (1..=seqs.len() as u64).collect::<Vec<_>>(),
         "dense, in order"
     );
-    assert_eq!(events(&all, "daemon_started").len(), 1);
+    // Every record's time is RFC 3339 in UTC, within this test, never going backwards.
+    let times: Vec<chrono::DateTime<chrono::FixedOffset>> = all
+        .iter()
+        .map(|e| {
+            let text = e["time"].as_str().unwrap_or_else(|| panic!("no time: {e}"));
+            chrono::DateTime::parse_from_rfc3339(text)
+                .unwrap_or_else(|err| panic!("time {text:?} is not RFC 3339 ({err}): {e}"))
+        })
+        .collect();
+    let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+    for (t, e) in times.iter().zip(&all) {
+        assert_eq!(t.offset().local_minus_utc(), 0, "not UTC: {e}");
+        assert!(started <= *t && *t <= now, "outside {started}..{now}: {e}");
+    }
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "{all:#?}");
+
+    // The start names the version, the address and the CA key that every record after it
+    // was made under.
+    let start = events(&all, "daemon_started");
+    assert_eq!(start.len(), 1);
+    assert_eq!(start[0]["seq"], 1, "the first record");
+    assert_eq!(start[0]["actor"], "jitca");
+    assert_eq!(
+        start[0]["details"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{}",
+        start[0]
+    );
+    assert_eq!(
+        start[0]["details"]["listen"],
+        format!("127.0.0.1:{}", ca.port),
+        "{}",
+        start[0]
+    );
+    let fingerprint = run(
+        Command::new("ssh-keygen")
+            .args(["-l", "-E", "sha256", "-f"])
+            .arg(ca.ca_pub()),
+        None,
+    );
+    fingerprint.ok();
+    let fingerprint = fingerprint.stdout.split_whitespace().nth(1).unwrap();
+    assert!(fingerprint.starts_with("SHA256:"), "{fingerprint}");
+    assert_eq!(
+        start[0]["details"]["ca_fingerprint"], fingerprint,
+        "{}",
+        start[0]
+    );
 
     let requested = events(&all, "requested");
     assert_eq!(requested.len(), 2);
@@ -199,17 +248,57 @@ fn auditors_see_every_event_of_a_request_cycle() {
         verify.stdout.starts_with("audit log intact: "),
         "{verify:?}"
     );
-
-    // The JSON-lines file holds the same records, byte for byte.
-    let file = std::fs::read_to_string(ca.dir.path().join("audit.jsonl")).unwrap();
-    let online = ca.ssh(&team.ivy, "audit --json", None).stdout;
-    let file_lines: Vec<&str> = file.lines().collect();
-    let online_lines: Vec<&str> = online.lines().collect();
-    assert!(
-        file_lines.len() + 1 >= online_lines.len() - 1,
-        "the file keeps up"
+    // The verification is itself recorded, with its outcome; alice's refused one is not.
+    let checked: u64 = verify
+        .stdout
+        .split_whitespace()
+        .nth(3)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no record count in {verify:?}"));
+    let online = ca.ssh(&team.ivy, "audit --json", None);
+    online.ok();
+    let after: Vec<Value> = online
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let verified = events(&after, "audit_verified");
+    assert_eq!(verified.len(), 1, "{after:#?}");
+    assert_eq!(verified[0]["actor"], "ivy");
+    assert_eq!(verified[0]["details"]["result"], "intact");
+    assert_eq!(verified[0]["details"]["records"], checked);
+    assert_eq!(
+        verified[0]["seq"],
+        checked + 1,
+        "recorded after what it checked"
     );
-    assert_eq!(file_lines[..], online_lines[..file_lines.len()]);
+    assert!(
+        verified[0]["source"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
+
+    // The JSON-lines file holds the same records, byte for byte: once the daemon is stopped,
+    // it is exactly what the store exports, and `audit --json` over SSH printed the same bytes.
+    assert_eq!(ca.stop(), 0, "SIGTERM stops the daemon cleanly");
+    let file = std::fs::read_to_string(ca.dir.path().join("audit.jsonl")).unwrap();
+    let data = ca.data();
+    let export = jitca_offline(&[
+        std::ffi::OsStr::new("audit"),
+        "--json".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ]);
+    export.ok();
+    assert_eq!(file, export.stdout, "the file is the store's log");
+    assert!(
+        file.starts_with(&online.stdout),
+        "the file holds what `audit --json` printed, byte for byte:\n{file}\n---\n{}",
+        online.stdout
+    );
+    let last: Value = serde_json::from_str(file.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"], "daemon_stopped", "{last}");
 }
 
 /// `jitca audit verify --data DIR` on a copy of the store after `change` was done to it.

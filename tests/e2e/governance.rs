@@ -163,10 +163,8 @@ fn break_glass_is_issued_at_once_alerted_and_reviewed_by_an_approver_only() {
         listing.contains(&format!("jitca:{id}:alice:break-glass:approvers=none")),
         "{listing}"
     );
-    sshd.login("root", &team.alice.key, &cert)
-        .ok()
-        .stdout
-        .contains("jitca-ok-root");
+    let login = sshd.login("root", &team.alice.key, &cert);
+    assert_eq!(login.ok().stdout.trim(), "jitca-ok-root", "{login:?}");
 
     // Marked everywhere: show, list, audit, and the alert.
     let shown = ca.show_json(&team.bob, &id);
@@ -396,4 +394,125 @@ fn usage_read_from_a_real_sshd_log_marks_exactly_the_grants_that_logged_in() {
     let offline = cli(&ca);
     assert_eq!(offline.status, 0, "{offline:?}");
     assert!(offline.stdout.contains("3 recorded before"), "{offline:?}");
+}
+
+/// Asserts the fields every request alert carries, the same for each kind: who asked, under
+/// which rule, for what, and when (an RFC 3339 UTC time within `window`).
+#[track_caller]
+fn assert_alert(
+    alert: &serde_json::Value,
+    (event, id, by, outcome): (&str, &str, Option<&str>, &str),
+    serial: Option<u64>,
+    window: (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>),
+) {
+    assert_eq!(alert["event"], event, "{alert:#}");
+    assert_eq!(alert["id"], id, "{alert:#}");
+    assert_eq!(alert["requester"], "alice", "{alert:#}");
+    assert_eq!(alert["rule"], "dev-web", "{alert:#}");
+    assert_eq!(alert["hosts"], serde_json::json!(["web1"]), "{alert:#}");
+    assert_eq!(alert["logins"], serde_json::json!(["root"]), "{alert:#}");
+    assert_eq!(alert["duration_secs"], 600, "{alert:#}");
+    assert_eq!(alert["reason"], "INC-11 certs", "{alert:#}");
+    assert_eq!(alert["by"], serde_json::json!(by), "{alert:#}");
+    assert_eq!(alert["outcome"], outcome, "{alert:#}");
+    assert_eq!(alert["serial"], serde_json::json!(serial), "{alert:#}");
+    assert_eq!(alert["break_glass"], false, "{alert:#}");
+    let at = chrono::DateTime::parse_from_rfc3339(alert["at"].as_str().unwrap())
+        .unwrap_or_else(|e| panic!("`at` is not RFC 3339 ({e}): {alert:#}"));
+    assert_eq!(at.offset().local_minus_utc(), 0, "UTC: {alert:#}");
+    assert!(
+        window.0 <= at && at <= window.1,
+        "`at` outside {window:?}: {alert:#}"
+    );
+}
+
+#[test]
+fn decided_and_revoked_alerts_reach_the_webhook_with_who_what_and_the_serial() {
+    let team = Team::new();
+    let hooks = Hooks::start();
+    let ca = Ca::start(&config(&team, hooks.port));
+    // Whole seconds on both ends: RFC 3339 times may be printed without fractions.
+    let started = chrono::Utc::now() - chrono::Duration::seconds(1);
+    let ask = || {
+        id_of(&ca.request(
+            &team.alice,
+            "web1 --as root --for 10m --reason INC-11 certs --no-wait",
+        ))
+    };
+
+    // Approved by bob: the certificate is issued, and the alert says so with its serial.
+    let issued = ask();
+    ca.ssh(&team.bob, &format!("approve {issued}"), None).ok();
+    let serial = ca.show_json(&team.alice, &issued)["serial"]
+        .as_u64()
+        .unwrap();
+    let decided = hooks.wait_for("decided", &issued);
+    let now = || chrono::Utc::now() + chrono::Duration::seconds(1);
+    assert_alert(
+        &decided,
+        ("decided", &issued, Some("bob"), "issued"),
+        Some(serial),
+        (started, now()),
+    );
+    assert!(
+        decided["text"]
+            .as_str()
+            .unwrap()
+            .contains("bob approved alice's request"),
+        "{decided:#}"
+    );
+
+    // Denied by carol: decided too, with no serial.
+    let denied = ask();
+    ca.ssh(
+        &team.carol,
+        &format!("deny {denied} --reason not today"),
+        None,
+    )
+    .ok();
+    let refusal = hooks.wait_for("decided", &denied);
+    assert_alert(
+        &refusal,
+        ("decided", &denied, Some("carol"), "denied"),
+        None,
+        (started, now()),
+    );
+    assert!(
+        refusal["text"]
+            .as_str()
+            .unwrap()
+            .contains("carol denied alice's request"),
+        "{refusal:#}"
+    );
+
+    // Revoked by an approver of the rule: the alert names the revoker and the serial.
+    ca.ssh(
+        &team.carol,
+        &format!("revoke {issued} --reason rotated the keys"),
+        None,
+    )
+    .ok();
+    let revoked = hooks.wait_for("revoked", &issued);
+    assert_alert(
+        &revoked,
+        ("revoked", &issued, Some("carol"), "revoked"),
+        Some(serial),
+        (started, now()),
+    );
+    assert!(
+        revoked["text"].as_str().unwrap().contains("carol revoked"),
+        "{revoked:#}"
+    );
+    // One of each, nothing twice.
+    let received = hooks.received.lock().unwrap();
+    let count = |event: &str, id: &str| {
+        received
+            .iter()
+            .filter(|a| a["event"] == event && a["id"] == id)
+            .count()
+    };
+    assert_eq!(count("decided", &issued), 1, "{received:#?}");
+    assert_eq!(count("decided", &denied), 1, "{received:#?}");
+    assert_eq!(count("revoked", &issued), 1, "{received:#?}");
+    assert_eq!(count("revoked", &denied), 0, "{received:#?}");
 }

@@ -25,10 +25,39 @@ fn with_limits(config: &str, limits: &str) -> String {
     )
 }
 
+/// What one attacker connection got from the daemon before it sent anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Greeting {
+    /// The daemon's SSH version line: it holds the connection, waiting for the client's.
+    Held,
+    /// Closed at once without a byte: over the limits.
+    Refused,
+    /// Neither within the wait.
+    Silent,
+}
+
+/// Reads the first bytes the daemon sends on `stream`.
+async fn greeting(stream: &mut tokio::net::tcp::OwnedReadHalf) -> Greeting {
+    use tokio::io::AsyncReadExt;
+    let mut first = [0u8; 64];
+    match tokio::time::timeout(Duration::from_secs(5), stream.read(&mut first)).await {
+        Ok(Ok(n)) if first[..n].starts_with(b"SSH-2.0-jitca") => Greeting::Held,
+        Ok(Ok(0)) | Ok(Err(_)) => Greeting::Refused,
+        Ok(Ok(n)) => panic!("unexpected first bytes {:?}", &first[..n]),
+        Err(_) => Greeting::Silent,
+    }
+}
+
 #[test]
 fn a_flood_of_unauthenticated_connections_does_not_lock_out_engineers() {
     let team = Team::new();
-    let ca = Ca::start(&team.config("1h"));
+    // The defaults, written out: what this test counts against. Eleven sources hold at most
+    // 11 * 16 = 176 < 256 connections, so the per-source limit is the one that refuses.
+    let per_source = 16;
+    let ca = Ca::start(&with_limits(
+        &team.config("1h"),
+        &format!("  max_startups: 256\n  max_startups_per_source: {per_source}\n"),
+    ));
     let addr: SocketAddr = format!("127.0.0.1:{}", ca.port).parse().unwrap();
     let before = rss_kib(ca.pid());
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -42,23 +71,27 @@ fn a_flood_of_unauthenticated_connections_does_not_lock_out_engineers() {
                 held.push(stream);
             }
         }
-        // ...and 200 from ten more addresses that trickle their version string.
+        // ...and 200 from ten more addresses that trickle their version string, each noting
+        // what the daemon sent it first.
         let mut trickling = Vec::new();
         for i in 0..200u32 {
+            let source = 3 + i % 10;
             let socket = tokio::net::TcpSocket::new_v4().unwrap();
             socket
-                .bind(format!("127.0.0.{}:0", 3 + i % 10).parse().unwrap())
+                .bind(format!("127.0.0.{source}:0").parse().unwrap())
                 .unwrap();
-            let mut stream = socket.connect(addr).await.unwrap();
-            trickling.push(tokio::spawn(async move {
+            let (mut read, mut write) = socket.connect(addr).await.unwrap().into_split();
+            let trickle = tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt;
                 for byte in b"SSH-2.0-slowloris".iter().cycle().take(200) {
-                    if stream.write_all(&[*byte]).await.is_err() {
+                    if write.write_all(&[*byte]).await.is_err() {
                         return;
                     }
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
-            }));
+            });
+            let greeted = tokio::spawn(async move { (source, greeting(&mut read).await) });
+            trickling.push((trickle, greeted));
         }
         (held, trickling)
     });
@@ -73,10 +106,62 @@ fn a_flood_of_unauthenticated_connections_does_not_lock_out_engineers() {
     let took = started.elapsed();
     out.ok();
     assert!(out.stdout.starts_with("ssh-ed25519-cert-v01@openssh.com"));
+
+    // What the daemon held: within the grace time (20 s) nothing it admitted has been let go,
+    // so every connection it admitted is still held, and all of them at once.
+    let (greetings, trickled) = runtime.block_on(async {
+        let mut reads = tokio::task::JoinSet::new();
+        for stream in held {
+            reads.spawn(async move { greeting(&mut stream.into_split().0).await });
+        }
+        let greetings = reads.join_all().await;
+        let mut trickled = Vec::new();
+        for (trickle, greeted) in trickling {
+            trickled.push(greeted.await.unwrap());
+            trickle.abort();
+        }
+        (greetings, trickled)
+    });
+    let count = |all: &[Greeting], g: Greeting| all.iter().filter(|x| **x == g).count();
     eprintln!(
-        "flood: {} attacker connections accepted by the kernel, 200 trickling; daemon RSS {before} KiB before, {during} KiB during; request took {took:?}",
-        held.len()
+        "flood: {} attacker connections accepted by the kernel, {} held by the daemon, {} refused; \
+         200 trickling from ten addresses, {} held; daemon RSS {before} KiB before, {during} KiB \
+         during; request took {took:?}",
+        greetings.len(),
+        count(&greetings, Greeting::Held),
+        count(&greetings, Greeting::Refused),
+        trickled
+            .iter()
+            .filter(|(_, g)| *g == Greeting::Held)
+            .count(),
     );
+    assert_eq!(count(&greetings, Greeting::Silent), 0, "{greetings:?}");
+    assert_eq!(
+        count(&greetings, Greeting::Held),
+        per_source,
+        "one address holds max_startups_per_source connections, no more"
+    );
+    assert_eq!(
+        count(&greetings, Greeting::Refused),
+        greetings.len() - per_source,
+        "the rest are closed before a byte"
+    );
+    for source in 3..13 {
+        let mine: Vec<Greeting> = trickled
+            .iter()
+            .filter(|(s, _)| *s == source)
+            .map(|(_, g)| *g)
+            .collect();
+        assert_eq!(mine.len(), 20);
+        assert_eq!(
+            (
+                count(&mine, Greeting::Held),
+                count(&mine, Greeting::Refused)
+            ),
+            (per_source, 20 - per_source),
+            "127.0.0.{source}: {mine:?}"
+        );
+    }
     assert!(
         took < Duration::from_secs(2),
         "an engineer waited {took:?} during the flood"
@@ -85,10 +170,6 @@ fn a_flood_of_unauthenticated_connections_does_not_lock_out_engineers() {
         during < before + 64 * 1024,
         "memory grew from {before} KiB to {during} KiB"
     );
-    for t in trickling {
-        t.abort();
-    }
-    drop(held);
 }
 
 #[test]
@@ -112,15 +193,49 @@ fn slow_idle_and_greedy_clients_are_cut_off() {
         "cut after {waited:?}"
     );
 
-    // An authenticated connection that runs nothing is closed after idle_timeout...
-    let idle = ssh_n(ca.port, &team.alice.key);
-    let started = Instant::now();
-    let status = idle.wait_with_output().unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "the idle connection stayed"
+    // An authenticated connection that runs nothing is closed after idle_timeout (3 s)...
+    let dir = tempfile::tempdir().unwrap();
+    let control = dir.path().join("idle");
+    let idle = ssh_client(&team.alice.key)
+        .args(["-M", "-N", "-S"])
+        .arg(&control)
+        .args(["-p", &ca.port.to_string(), "jitca@127.0.0.1"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the idle connection to be up", || control.exists());
+    // It authenticated: a command run over it says who it is. The idle time counts from the
+    // end of that command, so from before it was sent is a lower bound.
+    let asked = Instant::now();
+    let who = run(
+        ssh_client(&team.alice.key).arg("-S").arg(&control).args([
+            "-p",
+            &ca.port.to_string(),
+            "jitca@127.0.0.1",
+            "whoami",
+        ]),
+        None,
     );
-    assert_ne!(status.status.code(), Some(0));
+    assert!(who.ok().stdout.contains("user     alice"), "{who:?}");
+    let answered = Instant::now();
+    let closed = idle.wait_with_output().unwrap();
+    let (idle_for, since_answer) = (asked.elapsed(), answered.elapsed());
+    let stderr = String::from_utf8_lossy(&closed.stderr);
+    assert_eq!(closed.status.code(), Some(255), "{stderr}");
+    assert!(
+        stderr.contains("idle too long"),
+        "cut for idleness: {stderr}"
+    );
+    assert!(
+        idle_for >= Duration::from_secs(3),
+        "cut after {idle_for:?} without a command, before idle_timeout"
+    );
+    assert!(
+        since_answer < Duration::from_secs(8),
+        "the idle connection stayed {since_answer:?}"
+    );
     // ...but a request waiting for approval longer than that is not idle.
     let waiting = std::thread::scope(|s| {
         let w = s.spawn(|| ca.request(&team.alice, "web1 --as root --for 5m --reason wait long"));
@@ -210,11 +325,11 @@ fn forwarding_shells_and_terminals_are_refused_and_the_connection_still_runs_com
     );
     via_master(&[], None).refused("no shell here");
     via_master(&["-tt"], Some("whoami")).refused("no terminals here");
+    // With IdentityAgent=none OpenSSH has no agent, so `-A` sends nothing: this only shows the
+    // command runs. The refusal itself is shown by
+    // agent_env_subsystem_x11_and_remote_forwarding_are_each_refused.
     let agent = via_master(&["-A"], Some("whoami"));
-    assert!(
-        agent.stdout.contains("alice"),
-        "agent forwarding refused, command ran: {agent:?}"
-    );
+    assert!(agent.ok().stdout.contains("alice"), "{agent:?}");
     let ok = via_master(&[], Some("whoami"));
     ok.ok();
     assert!(ok.stdout.contains("user     alice"));
@@ -301,4 +416,246 @@ fn only_modern_algorithms_with_strict_key_exchange() {
         ca.ssh_with(&team.alice, &["-o", option], "whoami", None)
             .ok();
     }
+}
+
+#[test]
+fn every_rejected_key_costs_a_second() {
+    let team = Team::new();
+    let ca = Ca::start(&team.config("1h"));
+    let strangers: Vec<Person> = (0..3)
+        .map(|i| Person::new(team.dir.path(), &format!("stranger{i}")))
+        .collect();
+    let offering = |keys: &[&Person]| {
+        let mut cmd = ssh_client(&keys[0].key);
+        for p in &keys[1..] {
+            cmd.arg("-i").arg(&p.key);
+        }
+        cmd.args(["-p", &ca.port.to_string(), "jitca@127.0.0.1", "whoami"]);
+        let started = Instant::now();
+        let out = run(&mut cmd, None);
+        (out, started.elapsed())
+    };
+
+    // Three unknown keys: each one's rejection takes a second.
+    let (out, took) = offering(&[&strangers[0], &strangers[1], &strangers[2]]);
+    assert_eq!(out.status, 255, "{out:?}");
+    assert!(
+        out.stderr.contains("Permission denied (publickey)"),
+        "{out:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(2700),
+        "three rejected keys took {took:?}"
+    );
+    // The daemon saw all three offered (and rejected) on that one connection.
+    let mut failed = Vec::new();
+    wait_for("the failed connection's record", || {
+        failed = ca
+            .audit_json(&team.ivy, "")
+            .into_iter()
+            .filter(|e| e["event"] == "auth_failed")
+            .collect();
+        !failed.is_empty()
+    });
+    assert_eq!(failed.len(), 1, "{failed:#?}");
+    assert_eq!(
+        failed[0]["details"]["keys"].as_array().unwrap().len(),
+        3,
+        "{failed:#?}"
+    );
+
+    // Two unknown keys, then a registered one: two seconds, then in.
+    let (out, took) = offering(&[&strangers[0], &strangers[1], &team.alice]);
+    assert!(out.ok().stdout.contains("user     alice"), "{out:?}");
+    assert!(
+        took >= Duration::from_millis(1800),
+        "two rejected keys took {took:?}"
+    );
+}
+
+#[test]
+fn agent_env_subsystem_x11_and_remote_forwarding_are_each_refused() {
+    use crate::russh_client::{Connection, exec, reply};
+    let team = Team::new();
+    let ca = Ca::start(&team.config("1h"));
+    let port = ca.port.to_string();
+    // For -A: an agent to forward (OpenSSH asks only when it has one).
+    let agent = Agent::start();
+    let ssh = |extra: &[&str], command: &str| {
+        let mut cmd = ssh_client(&team.alice.key);
+        // For -X: a display to forward (nothing listens there; the daemon never asks).
+        cmd.env("DISPLAY", "127.0.0.1:99").args(extra).args([
+            "-p",
+            &port,
+            "jitca@127.0.0.1",
+            command,
+        ]);
+        run(&mut cmd, None)
+    };
+
+    // What OpenSSH asks with a reply, it reports refused.
+    let subsystem = ssh(&["-s"], "sftp");
+    assert_eq!(subsystem.status, 255, "{subsystem:?}");
+    assert!(
+        subsystem
+            .stderr
+            .contains("subsystem request failed on channel 0"),
+        "{subsystem:?}"
+    );
+    let remote = ssh(
+        &["-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:9"],
+        "whoami",
+    );
+    assert_eq!(remote.status, 255, "{remote:?}");
+    assert!(
+        remote
+            .stderr
+            .contains("remote port forwarding failed for listen port 0"),
+        "{remote:?}"
+    );
+    assert!(remote.stdout.is_empty(), "{remote:?}");
+    // X11's refusal is an INFO line (hence -v); the command runs on regardless.
+    let x11 = ssh(&["-v", "-X"], "whoami");
+    assert!(x11.ok().stdout.contains("user     alice"), "{x11:?}");
+    assert!(
+        x11.stderr
+            .contains("X11 forwarding request failed on channel 0"),
+        "{x11:?}"
+    );
+    // Agent forwarding and env go without asking for a reply: the command runs...
+    // (With the harness's IdentityAgent=none OpenSSH forgets the agent, and so never asks.)
+    let mut forwarding = Command::new("ssh");
+    forwarding
+        .arg("-i")
+        .arg(&team.alice.key)
+        .arg("-o")
+        .arg(format!("IdentityAgent={}", agent.socket.display()))
+        .args([
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-F",
+            "/dev/null",
+            "-v",
+            "-A",
+            "-o",
+            "SetEnv=JITCA_TEST=1",
+            "-p",
+            &port,
+            "jitca@127.0.0.1",
+            "whoami",
+        ]);
+    let quiet = run(&mut forwarding, None);
+    assert!(quiet.ok().stdout.contains("user     alice"), "{quiet:?}");
+    assert!(
+        quiet
+            .stderr
+            .contains("Requesting authentication agent forwarding"),
+        "{quiet:?}"
+    );
+    assert!(
+        !quiet.stderr.contains("ctype auth-agent@openssh.com"),
+        "the daemon reached for the agent: {quiet:?}"
+    );
+    assert!(
+        quiet
+            .stderr
+            .contains("channel 0: setting env JITCA_TEST = \"1\""),
+        "{quiet:?}"
+    );
+
+    // ...and asked with a reply, the daemon refuses every one of them, on one connection
+    // that then still runs a command.
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let ran = runtime.block_on(async {
+        let connection = Connection::open(
+            &ca,
+            &team.alice,
+            &[
+                russh::kex::CURVE25519,
+                russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+            ],
+        )
+        .await;
+        let mut channel = connection.session().await;
+        channel.agent_forward(true).await.unwrap();
+        assert!(!reply(&mut channel).await, "agent forwarding was granted");
+        channel.set_env(true, "JITCA_TEST", "1").await.unwrap();
+        assert!(!reply(&mut channel).await, "env was accepted");
+        channel.request_subsystem(true, "sftp").await.unwrap();
+        assert!(!reply(&mut channel).await, "a subsystem was started");
+        channel
+            .request_x11(
+                true,
+                false,
+                "MIT-MAGIC-COOKIE-1",
+                "00112233445566778899aabbccddeeff",
+                0,
+            )
+            .await
+            .unwrap();
+        assert!(!reply(&mut channel).await, "X11 forwarding was granted");
+        let forwarded = connection.remote_forward().await;
+        assert!(
+            matches!(forwarded, Err(russh::Error::RequestDenied)),
+            "remote forwarding: {forwarded:?}"
+        );
+        exec(channel, "whoami").await
+    });
+    assert_eq!(ran.status, Some(0), "{ran:?}");
+    assert!(ran.stdout.contains("user     alice"), "{ran:?}");
+}
+
+#[test]
+fn ml_kem_key_exchange_alone_is_enough_to_run_commands() {
+    use crate::russh_client::{Connection, Negotiated, exec, handshake};
+    use russh::kex;
+    let team = Team::new();
+    let ca = Ca::start(&team.config("1h"));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (whoami, ca_key) = runtime.block_on(async {
+        // The client offers what it is told and nothing else: a method the daemon lacks fails.
+        let dh_only: &[kex::Name] = &[kex::DH_G14_SHA256];
+        assert!(
+            handshake(&ca, dh_only).await.is_err(),
+            "the client added methods"
+        );
+
+        let connection = Connection::open(
+            &ca,
+            &team.alice,
+            &[
+                kex::MLKEM768X25519_SHA256,
+                kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT,
+            ],
+        )
+        .await;
+        assert_eq!(
+            connection.negotiated(),
+            Negotiated {
+                kex: "mlkem768x25519-sha256".into(),
+                strict_kex: true,
+            }
+        );
+        (
+            exec(connection.session().await, "whoami").await,
+            exec(connection.session().await, "ca-key").await,
+        )
+    });
+    assert_eq!(whoami.status, Some(0), "{whoami:?}");
+    assert!(whoami.stdout.contains("user     alice"), "{whoami:?}");
+    assert_eq!(ca_key.status, Some(0), "{ca_key:?}");
+    let on_disk = std::fs::read_to_string(ca.ca_pub()).unwrap();
+    let key_of = |line: &str| {
+        line.split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(key_of(&ca_key.stdout), key_of(&on_disk), "{ca_key:?}");
 }

@@ -752,3 +752,64 @@ pub fn keygen_l(cert: &Path) -> String {
     assert_eq!(out.status, 0, "{out:?}");
     out.stdout
 }
+
+/// A real `ssh-agent` on its own socket, killed on drop.
+pub struct Agent {
+    _dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    child: Child,
+}
+
+impl Agent {
+    pub fn start() -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Agent {
+            _dir: dir,
+            socket,
+            child,
+        }
+    }
+
+    /// `ssh-add KEY`.
+    pub fn add(&self, key: &Path) {
+        let out = run(
+            Command::new("ssh-add")
+                .arg(key)
+                .env("SSH_AUTH_SOCK", &self.socket),
+            None,
+        );
+        assert_eq!(out.status, 0, "{out:?}");
+    }
+
+    /// `ssh-add -l`: what the agent holds.
+    pub fn list(&self) -> String {
+        run(
+            Command::new("ssh-add")
+                .arg("-l")
+                .env("SSH_AUTH_SOCK", &self.socket),
+            None,
+        )
+        .stdout
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -142,13 +142,27 @@ fn expired_certificate_is_refused_and_options_are_the_rules() {
         "forced",
         "the rule's force-command runs"
     );
+    assert!(
+        !lab.log().contains("Certificate invalid"),
+        "refused while valid: {}",
+        lab.log()
+    );
     thread::sleep(Duration::from_secs(6));
     let late = lab.login("root", &team.alice.key, &cert);
     assert_eq!(late.status, 255, "{late:?}");
+    assert!(late.stderr.contains("Permission denied"), "{late:?}");
+    // Refused for its validity and nothing else: sshd names the reason, and only that one.
+    let log = lab.log();
+    let invalid: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Certificate invalid"))
+        .collect();
+    assert!(!invalid.is_empty(), "{log}");
     assert!(
-        lab.log().contains("expired") || lab.log().contains("Certificate invalid"),
-        "{}",
-        lab.log()
+        invalid
+            .iter()
+            .all(|l| l.trim_end().ends_with("Certificate invalid: expired")),
+        "{log}"
     );
 }
 
@@ -238,6 +252,45 @@ fn denied_and_lapsed_requests_end_the_wait_and_stay_ended() {
     ca.ssh(&team.bob, &format!("approve {quiet}"), None)
         .refused("has lapsed");
     assert_eq!(ca.show_json(&team.alice, &quiet)["state"], "lapsed");
+
+    // Each lapse is recorded once, by the daemon, with the time it was due, and not before.
+    let audit = ca.audit_json(&team.ivy, "");
+    for lapsed_id in [id, quiet.as_str()] {
+        let records: Vec<&serde_json::Value> = audit
+            .iter()
+            .filter(|e| e["event"] == "lapsed" && e["request"] == lapsed_id)
+            .collect();
+        assert_eq!(records.len(), 1, "{audit:#?}");
+        let r = records[0];
+        assert_eq!(r["actor"], "jitca", "{r}");
+        assert_eq!(r["requester"], "alice", "{r}");
+        assert_eq!(r["hosts"], serde_json::json!(["web2"]), "{r}");
+        assert_eq!(r["logins"], serde_json::json!(["root"]), "{r}");
+        let at = |v: &serde_json::Value| {
+            v.as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .unwrap_or_else(|| panic!("not an RFC 3339 time: {v} in {r}"))
+        };
+        let due = at(&r["details"]["lapses_at"]);
+        let shown = at(&ca.show_json(&team.alice, lapsed_id)["lapses_at"]);
+        assert!(
+            (due - shown).num_milliseconds().abs() < 1000,
+            "{r} vs {shown}"
+        );
+        assert!(at(&r["time"]) >= due, "recorded before it was due: {r}");
+        let requested = audit
+            .iter()
+            .find(|e| e["event"] == "requested" && e["request"] == lapsed_id)
+            .unwrap();
+        // pending_ttl is 3s, counted from just before the request was recorded.
+        let ttl = (due - at(&requested["time"])).num_milliseconds();
+        assert!((2000..=3000).contains(&ttl), "{ttl} ms: {requested} {r}");
+    }
+    assert_eq!(
+        audit.iter().filter(|e| e["event"] == "lapsed").count(),
+        2,
+        "the denied request did not lapse: {audit:#?}"
+    );
 }
 
 #[test]

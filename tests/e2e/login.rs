@@ -1,71 +1,12 @@
 //! `jitca login` with a real ssh-agent, and `watch` for approvers.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
-
-/// A real `ssh-agent` on its own socket, killed on drop.
-struct Agent {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-    child: Child,
-}
-
-impl Agent {
-    fn start() -> Agent {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("agent.sock");
-        let child = Command::new("ssh-agent")
-            .arg("-D")
-            .arg("-a")
-            .arg(&socket)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !socket.exists() {
-            assert!(Instant::now() < deadline, "ssh-agent did not start");
-            thread::sleep(Duration::from_millis(20));
-        }
-        Agent {
-            _dir: dir,
-            socket,
-            child,
-        }
-    }
-
-    fn add(&self, key: &Path) {
-        let out = run(
-            Command::new("ssh-add")
-                .arg(key)
-                .env("SSH_AUTH_SOCK", &self.socket),
-            None,
-        );
-        assert_eq!(out.status, 0, "{out:?}");
-    }
-
-    fn list(&self) -> String {
-        run(
-            Command::new("ssh-add")
-                .arg("-l")
-                .env("SSH_AUTH_SOCK", &self.socket),
-            None,
-        )
-        .stdout
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// `jitca login ARGS --ca 127.0.0.1:PORT`, talking to the CA with the agent's keys.
 fn login(ca: &Ca, agent: Option<&Agent>, args: &str) -> Out {
@@ -145,8 +86,9 @@ fn login_puts_the_grant_in_the_agent_for_its_lifetime() {
             thread::sleep(Duration::from_millis(50));
         };
         ca.ssh(&team.bob, &format!("approve {id}"), None).ok();
-        waiting.join().unwrap()
+        (id, waiting.join().unwrap())
     });
+    let (id, out) = out;
     out.ok();
     assert!(
         out.stderr.contains("waiting for 1 approval"),
@@ -164,16 +106,38 @@ fn login_puts_the_grant_in_the_agent_for_its_lifetime() {
     ok.ok();
     assert_eq!(ok.stdout.trim(), "jitca-ok-root");
 
-    // The key leaves the agent when the certificate's lifetime ends.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while agent.list().contains("jitca-login") {
+    // The key leaves the agent when the certificate's lifetime ends: not before, and not
+    // later than a fixed margin after (the agent's timer counts whole seconds from loading).
+    let valid_before = ca.show_json(&team.alice, &id)["valid_before"]
+        .as_str()
+        .unwrap()
+        .parse::<chrono::DateTime<chrono::Utc>>()
+        .unwrap();
+    let margin = chrono::Duration::seconds(2);
+    // When the agent was last asked and still held it; when it was first seen without it.
+    let mut held_at = None;
+    let gone_at = loop {
+        let asked = chrono::Utc::now();
+        if !agent.list().contains("jitca-login") {
+            break chrono::Utc::now();
+        }
+        held_at = Some(asked);
         assert!(
-            Instant::now() < deadline,
-            "the grant stayed in the agent: {}",
+            asked <= valid_before + margin,
+            "the grant stayed in the agent at {asked}, valid before {valid_before}: {}",
             agent.list()
         );
         thread::sleep(Duration::from_millis(250));
-    }
+    };
+    let held_at = held_at.expect("the grant left the agent before its lifetime ended");
+    assert!(
+        gone_at <= valid_before + margin,
+        "the grant left the agent by {gone_at}, valid before {valid_before}"
+    );
+    assert!(
+        held_at >= valid_before - chrono::Duration::seconds(1),
+        "the grant left the agent after {held_at}, before its end {valid_before}"
+    );
     assert!(agent.list().contains("alice"), "only the grant left");
     assert_eq!(ssh_via_agent(&web1, &agent).status, 255);
 }

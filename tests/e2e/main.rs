@@ -21,4 +21,5 @@ mod package;
 mod quickstart;
 mod refusals;
 mod revocation;
+mod russh_client;
 mod sessions;
