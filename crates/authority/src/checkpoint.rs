@@ -237,10 +237,8 @@ impl Authority {
         .with("checkpoint", &signed);
         event.source = caller.map(|c| c.source.clone());
         self.record(event)?;
-        if caller.is_none()
-            && let Some(notify) = &self.notify
-        {
-            notify.checkpoint(&signed);
+        if caller.is_none() {
+            self.tell_checkpoint(&signed);
         }
         Ok(signed)
     }
