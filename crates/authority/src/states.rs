@@ -134,6 +134,10 @@ const BACKDATE: TimeDelta = TimeDelta::seconds(60);
 
 /// What a step writes over: nothing (a request being made) or the stored record as read,
 /// whose compare-and-swap token the write presents.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "moved a few times on its way to one write; boxing would only add an allocation"
+)]
 enum Base {
     New,
     Stored(Versioned),
@@ -230,10 +234,10 @@ pub struct Pending {
 impl Pending {
     /// The stored request as pending, if it is waiting and not past its deadline at `now`;
     /// otherwise the record as read, for the caller to say why not.
-    pub(crate) fn check(current: Versioned, now: DateTime<Utc>) -> Result<Self, Versioned> {
+    pub(crate) fn check(current: Versioned, now: DateTime<Utc>) -> Result<Self, Box<Versioned>> {
         match current.request.state {
             State::Pending if now < current.request.lapses_at => Ok(Self { current }),
-            _ => Err(current),
+            _ => Err(Box::new(current)),
         }
     }
 

@@ -42,6 +42,10 @@ pub(crate) fn retry<C, T>(
 }
 
 /// What a decision on a stored request comes to.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per attempt and consumed at once; boxing would only allocate"
+)]
 pub(crate) enum Step<T> {
     /// Write `next` with these audit records over the request as read.
     Write(Request, Vec<AuditRecord>),
@@ -50,6 +54,10 @@ pub(crate) enum Step<T> {
 }
 
 /// What [`Authority::change_request`] did.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "returned once per change and consumed at once; boxing would only allocate"
+)]
 pub(crate) enum Changed<T> {
     /// The request was written: the new record.
     Written(Request),
