@@ -515,3 +515,269 @@ fn unix(t: DateTime<Utc>) -> u64 {
 fn from_unix(secs: u64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs as i64, 0).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::time::Duration;
+
+    use jitca_policy::{Ask, Policy};
+    use ssh_key::{Certificate as SshCertificate, PrivateKey};
+
+    use super::*;
+    use crate::grant_of;
+
+    struct Keys {
+        ca: PrivateKey,
+        alice: PrivateKey,
+    }
+
+    fn keys() -> Keys {
+        Keys {
+            ca: jitca_signer::generate_ed25519("ca").unwrap(),
+            alice: jitca_signer::generate_ed25519("alice").unwrap(),
+        }
+    }
+
+    /// alice (dev) requests; bob and carol (sre) approve. `pair` needs two approvals, `web`
+    /// one, `lab` none; `glass` is break-glass.
+    fn policy() -> Policy {
+        let text = "users:\n\
+            \x20 alice: {keys: [], groups: [dev]}\n\
+            \x20 bob: {keys: [], groups: [sre]}\n\
+            \x20 carol: {keys: [], groups: [sre]}\n\
+            hosts:\n  pairs: [pair1]\n  web: [web1]\n  lab: [lab1]\n\
+            rules:\n\
+            \x20 - {name: dev-pair, requesters: [dev], hosts: [pairs], logins: [root], max_duration: 1h, approvals: 2, approvers: [sre]}\n\
+            \x20 - {name: dev-web, requesters: [dev], hosts: [web], logins: [root], max_duration: 1h, approvals: 1, approvers: [sre]}\n\
+            \x20 - {name: dev-lab, requesters: [dev], hosts: [lab], logins: [root], max_duration: 1h, approvals: 0}\n\
+            \x20 - {name: dev-glass, requesters: [dev], hosts: [web], logins: [root], max_duration: 30m, break_glass: true, approvers: [sre]}\n";
+        jitca_policy::parse(text, Path::new("/etc/jitca/jitca.yaml"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .policy
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_900_000_000, 0).unwrap()
+    }
+
+    /// Makes alice's request for root on `host` (break-glass if asked), as `open` does.
+    fn opened(policy: &Policy, keys: &Keys, host: &str, break_glass: bool) -> Approving {
+        let ask = Ask {
+            hosts: vec![host.into()],
+            logins: vec!["root".into()],
+            duration: Duration::from_secs(1800),
+            break_glass,
+        };
+        let decided = policy.decide("alice", &ask).unwrap();
+        open(
+            &decided,
+            Making {
+                id: "req1".into(),
+                public_key: keys.alice.public_key().to_openssh().unwrap(),
+                fingerprint: "SHA256:test".into(),
+                reason: "INC-1".into(),
+                source: "127.0.0.1:1".into(),
+                created_at: now(),
+                lapses_at: now() + TimeDelta::hours(1),
+                review_required: break_glass,
+                requester_mfa: false,
+            },
+        )
+    }
+
+    /// The request `approving` would write, as stored and read back.
+    fn stored(approving: Approving) -> Versioned {
+        let Approving::Waiting(waiting) = approving else {
+            panic!("expected a request waiting for approvals");
+        };
+        Versioned::new(waiting.next, b"token".to_vec())
+    }
+
+    fn pending(policy: &Policy, keys: &Keys, host: &str) -> Pending {
+        Pending::check(stored(opened(policy, keys, host, false)), now())
+            .unwrap_or_else(|_| panic!("a new request is pending"))
+    }
+
+    fn eligible(policy: &Policy, by: &str, request: &Request) -> Eligible {
+        policy
+            .check_approver(by, &request.requester, &grant_of(request))
+            .unwrap()
+    }
+
+    fn approve(policy: &Policy, pending: Pending, by: &str) -> (Approving, Vec<Approval>) {
+        let proof = eligible(policy, by, pending.request());
+        pending.approve(proof, false, now(), |_| true).unwrap()
+    }
+
+    #[test]
+    fn a_request_that_needs_approval_is_made_waiting_with_exactly_the_decided_grant() {
+        let (policy, keys) = (policy(), keys());
+        let approving = opened(&policy, &keys, "web1", false);
+        assert!(matches!(approving, Approving::Waiting(_)));
+        let request = approving.request();
+        assert_eq!(request.state, State::Pending);
+        assert_eq!(
+            (request.rule.as_str(), request.approvals_needed),
+            ("dev-web", 1)
+        );
+        assert_eq!(request.principals, ["root@web1"]);
+        assert_eq!(request.duration_secs, 1800);
+        assert_eq!(request.requester, "alice");
+        assert!(request.approvals.is_empty());
+        // The stored terms are the decision: judging them again gives the same grant.
+        assert_eq!(
+            policy
+                .decide_request("alice", &grant_of(request).ask())
+                .unwrap(),
+            grant_of(request)
+        );
+    }
+
+    #[test]
+    fn a_request_that_needs_no_approval_is_approved_at_once() {
+        let (policy, keys) = (policy(), keys());
+        let approving = opened(&policy, &keys, "lab1", false);
+        let Approving::Approved(approved) = approving else {
+            panic!("approvals: 0 is approved at once");
+        };
+        assert_eq!(approved.request().rule, "dev-lab");
+        assert_eq!(approved.request().state, State::Pending);
+    }
+
+    #[test]
+    fn a_break_glass_request_is_approved_at_once_and_its_key_id_says_so() {
+        let (policy, keys) = (policy(), keys());
+        let Approving::Approved(approved) = opened(&policy, &keys, "web1", true) else {
+            panic!("break-glass is approved at once");
+        };
+        assert!(approved.request().break_glass);
+        let ca = CertAuthority::from_key(keys.ca.clone()).unwrap();
+        let signed = approved.sign(&ca, 7, now()).unwrap();
+        assert_eq!(
+            signed.issuance().key_id,
+            "jitca:req1:alice:break-glass:approvers=none"
+        );
+    }
+
+    #[test]
+    fn only_a_waiting_request_before_its_deadline_is_pending() {
+        let (policy, keys) = (policy(), keys());
+        let request = stored(opened(&policy, &keys, "web1", false));
+        let lapses_at = request.request.lapses_at;
+        assert!(Pending::check(request.clone(), lapses_at - TimeDelta::seconds(1)).is_ok());
+        assert!(Pending::check(request.clone(), lapses_at).is_err());
+        for state in [
+            State::Lapsed { at: now() },
+            State::Denied {
+                by: "bob".into(),
+                at: now(),
+                reason: "no".into(),
+            },
+        ] {
+            let mut decided = request.request.clone();
+            decided.state = state;
+            let refused = Pending::check(Versioned::new(decided.clone(), vec![]), now())
+                .err()
+                .expect("a decided request is not pending");
+            assert_eq!(refused.request, decided);
+        }
+    }
+
+    #[test]
+    fn the_last_approval_needed_approves_and_earlier_ones_wait() {
+        let (policy, keys) = (policy(), keys());
+        let (first, dropped) = approve(&policy, pending(&policy, &keys, "pair1"), "bob");
+        assert!(dropped.is_empty());
+        let request = first.request().clone();
+        assert_eq!(request.approvers().collect::<Vec<_>>(), ["bob"]);
+        let again = Pending::check(stored(first), now()).unwrap_or_else(|_| panic!("pending"));
+        let (second, _) = approve(&policy, again, "carol");
+        let Approving::Approved(approved) = second else {
+            panic!("the second of two approvals approves");
+        };
+        assert_eq!(
+            approved.request().approvers().collect::<Vec<_>>(),
+            ["bob", "carol"]
+        );
+    }
+
+    #[test]
+    fn an_approver_counts_once() {
+        let (policy, keys) = (policy(), keys());
+        let (first, _) = approve(&policy, pending(&policy, &keys, "pair1"), "bob");
+        let again = Pending::check(stored(first), now()).unwrap_or_else(|_| panic!("pending"));
+        let proof = eligible(&policy, "bob", again.request());
+        let refused = again.approve(proof, false, now(), |_| true).err().unwrap();
+        assert_eq!(
+            refused.to_string(),
+            "you have already approved request req1"
+        );
+    }
+
+    #[test]
+    fn a_proof_for_another_request_approves_nothing() {
+        let (policy, keys) = (policy(), keys());
+        let web = pending(&policy, &keys, "web1");
+        let proof = eligible(&policy, "bob", web.request());
+        let pair = pending(&policy, &keys, "pair1");
+        let refused = pair.approve(proof, false, now(), |_| true).err().unwrap();
+        assert!(matches!(refused, AuthorityError::Refused(_)), "{refused}");
+    }
+
+    #[test]
+    fn approvals_that_no_longer_count_are_dropped_and_the_request_waits_again() {
+        let (policy, keys) = (policy(), keys());
+        let (first, _) = approve(&policy, pending(&policy, &keys, "pair1"), "bob");
+        let again = Pending::check(stored(first), now()).unwrap_or_else(|_| panic!("pending"));
+        let proof = eligible(&policy, "carol", again.request());
+        let (approving, dropped) = again
+            .approve(proof, true, now(), |a| a.by != "bob")
+            .unwrap();
+        assert_eq!(
+            dropped.iter().map(|a| a.by.as_str()).collect::<Vec<_>>(),
+            ["bob"]
+        );
+        assert!(matches!(approving, Approving::Waiting(_)));
+        let approvals = &approving.request().approvals;
+        assert_eq!(approvals.len(), 1);
+        assert_eq!(
+            (approvals[0].by.as_str(), approvals[0].mfa),
+            ("carol", true)
+        );
+    }
+
+    #[test]
+    fn signing_certifies_exactly_the_approved_grant() {
+        let (policy, keys) = (policy(), keys());
+        let (approving, _) = approve(&policy, pending(&policy, &keys, "web1"), "carol");
+        let Approving::Approved(approved) = approving else {
+            panic!("one approval is all dev-web needs");
+        };
+        let ca = CertAuthority::from_key(keys.ca.clone()).unwrap();
+        let signed = approved.sign(&ca, 42, now()).unwrap();
+        let issuance = signed.issuance().clone();
+        assert_eq!(signed.request().state, State::Issued(issuance.clone()));
+        assert_eq!(issuance.key_id, "jitca:req1:alice:approvers=carol");
+        assert_eq!(issuance.valid_after, now() - BACKDATE);
+        assert_eq!(issuance.valid_before, now() + TimeDelta::seconds(1800));
+        let certificate = SshCertificate::from_openssh(&issuance.certificate).unwrap();
+        assert_eq!(certificate.serial(), 42);
+        assert_eq!(certificate.valid_principals(), ["root@web1"]);
+        assert_eq!(certificate.key_id(), issuance.key_id);
+        assert_eq!(certificate.public_key(), keys.alice.public_key().key_data());
+        assert_eq!(certificate.signature_key(), keys.ca.public_key().key_data());
+    }
+
+    #[test]
+    fn a_certificate_shows_as_its_openssh_line() {
+        let certificate = Certificate {
+            openssh: "ssh-ed25519-cert-v01@openssh.com AAAA".into(),
+        };
+        assert_eq!(certificate.to_string(), certificate.as_str());
+        assert_eq!(
+            format!("{certificate}\n"),
+            "ssh-ed25519-cert-v01@openssh.com AAAA\n"
+        );
+    }
+}

@@ -87,3 +87,58 @@ impl Authority {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[test]
+    fn a_conflict_reads_again_and_decides_again_on_what_was_read() {
+        let reads = Cell::new(0);
+        let decided = retry(
+            || {
+                reads.set(reads.get() + 1);
+                Ok(reads.get())
+            },
+            |read| {
+                Ok(if read < 3 {
+                    Attempt::Conflict
+                } else {
+                    Attempt::Done(read * 10)
+                })
+            },
+        );
+        assert_eq!(decided.unwrap(), 30);
+        assert_eq!(reads.get(), 3);
+    }
+
+    #[test]
+    fn a_refusal_or_a_failed_read_ends_the_retry_at_once() {
+        let reads = Cell::new(0);
+        let refused: Result<(), _> = retry(
+            || {
+                reads.set(reads.get() + 1);
+                Ok(())
+            },
+            |()| Err(AuthorityError::Conflict("decided meanwhile".into())),
+        );
+        assert_eq!(refused.unwrap_err().to_string(), "decided meanwhile");
+        assert_eq!(reads.get(), 1);
+        let unread: Result<(), _> = retry(
+            || Err(AuthorityError::NotFound("x".into())),
+            |()| -> Result<Attempt<()>, AuthorityError> { unreachable!("nothing was read") },
+        );
+        assert!(matches!(unread, Err(AuthorityError::NotFound(_))));
+    }
+
+    #[test]
+    fn a_swap_outcome_becomes_an_attempt() {
+        assert!(matches!(Attempt::from((Swap::Done, 1)), Attempt::Done(1)));
+        assert!(matches!(
+            Attempt::from((Swap::Conflict, 1)),
+            Attempt::Conflict
+        ));
+    }
+}
