@@ -33,6 +33,7 @@ pub enum Factor {
 }
 
 impl Factor {
+    /// Whether the connection proved a second factor.
     pub fn verified(&self) -> bool {
         matches!(self, Factor::Verified)
     }

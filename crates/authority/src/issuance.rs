@@ -57,13 +57,7 @@ impl Authority {
     /// a swap whose flush (or audit file write) is still running or failed: nothing leaves
     /// before it is durable everywhere.
     fn recorded(&self, request: Request) -> Result<Certificate, AuthorityError> {
-        let id = request.id.clone();
-        match Recorded::read_back(self, request)? {
-            Some(recorded) => Ok(recorded.certificate()),
-            None => Err(AuthorityError::Conflict(format!(
-                "request {id} has no valid certificate"
-            ))),
-        }
+        Ok(Recorded::read_back(self, request)?.certificate())
     }
 
     /// The caller's own request `id`, if it is issued and its certificate still valid.

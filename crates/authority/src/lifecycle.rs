@@ -24,7 +24,9 @@ const ID_LEN: usize = 10;
 /// A request just made: as stored, and its certificate when it was issued at once (no
 /// approval needed), recorded and durable.
 pub struct Made {
+    /// The request as stored.
     pub request: Request,
+    /// Its certificate, if it needed no approval: recorded and durable, free to leave.
     pub certificate: Option<Certificate>,
 }
 

@@ -453,23 +453,26 @@ pub struct Recorded {
 
 impl Recorded {
     /// A stored issued request read back, once every write so far is durable (the issuance
-    /// may have been written by a swap whose flush is still running or failed). `None` if the
-    /// request is not issued.
+    /// may have been written by a swap whose flush is still running or failed).
     pub(crate) fn read_back(
         authority: &Authority,
         request: Request,
-    ) -> Result<Option<Self>, AuthorityError> {
+    ) -> Result<Self, AuthorityError> {
         let State::Issued(issuance) = &request.state else {
-            return Ok(None);
+            return Err(AuthorityError::Conflict(format!(
+                "request {} has no certificate: it is {}",
+                request.id,
+                request.state_name(Utc::now())
+            )));
         };
         let certificate = Certificate {
             openssh: issuance.certificate.clone(),
         };
         authority.durable()?;
-        Ok(Some(Self {
+        Ok(Self {
             request,
             certificate,
-        }))
+        })
     }
 
     /// The request, issued.
