@@ -44,7 +44,7 @@ pub struct Authority {
     changes: broadcast::Sender<String>,
     notify: Option<Arc<dyn Notify>>,
     /// The key that signs audit checkpoints (`crate::checkpoint`), once loaded or made.
-    pub(crate) audit_key: RwLock<Option<Arc<ssh_key::PrivateKey>>>,
+    pub(crate) audit_key: crate::checkpoint::AuditKey,
     /// Second factors: the sealing key (`crate::mfa`).
     pub(crate) mfa: crate::mfa::MfaState,
     pub(crate) metrics: Metrics,
@@ -78,7 +78,7 @@ impl Authority {
             revocations: Revocations::new(settings.krl_path),
             changes,
             notify: settings.notify,
-            audit_key: RwLock::new(None),
+            audit_key: Default::default(),
             mfa: crate::mfa::MfaState::default(),
             metrics: settings.metrics,
         })
