@@ -4,8 +4,8 @@
 //! The lifecycle cannot create a request without a [`Decided`] (only [`Policy::decide`]
 //! returns one) and cannot record an approval without an [`Eligible`] (only
 //! [`Policy::check_approver`] returns one). Their fields are private and they have no public
-//! constructor, no `Default` and no `Deserialize`, so code outside the policy cannot forge
-//! the policy's word: it has to ask.
+//! constructor, no `Default`, no `Clone` and no `Deserialize`, so code outside the policy
+//! cannot forge or copy the policy's word: it has to ask.
 //!
 //! [`Policy::decide`]: crate::Policy::decide
 //! [`Policy::check_approver`]: crate::Policy::check_approver
@@ -13,7 +13,7 @@
 use crate::decide::Grant;
 
 /// The policy's decision on a request as it is made: `requester` may have exactly `grant`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Decided {
     requester: String,
     grant: Grant,
@@ -41,7 +41,7 @@ impl Decided {
 /// Proof that `approver` may approve `requester`'s request under `rule`, as the policy stood
 /// when it was checked (the grant was judged again and still given, the approver is another
 /// person in one of the rule's approvers groups).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Eligible {
     approver: String,
     requester: String,
