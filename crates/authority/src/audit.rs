@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use jitca_store::{AuditQuery, AuditRecord, EventKind, Request, State, Store};
+use jitca_store::{AuditQuery, AuditRecord, EventKind, Issuance, Request, Store};
 
 use crate::{AuthorityError, Caller};
 
@@ -64,10 +64,7 @@ pub(crate) fn approved(request: &Request, caller: &Caller) -> AuditRecord {
 }
 
 /// The issuance record's event: everything the certificate carries.
-pub(crate) fn issued(request: &Request, actor: &str) -> Option<AuditRecord> {
-    let State::Issued(i) = &request.state else {
-        return None;
-    };
+pub(crate) fn issued(request: &Request, i: &Issuance, actor: &str) -> AuditRecord {
     let mut r = about(EventKind::Issued, actor, request)
         .with("key_id", &i.key_id)
         .with("valid_after", i.valid_after)
@@ -79,7 +76,7 @@ pub(crate) fn issued(request: &Request, actor: &str) -> Option<AuditRecord> {
         .with("break_glass", request.break_glass);
     r.serial = Some(i.serial);
     r.principals = request.principals.clone();
-    Some(r)
+    r
 }
 
 pub(crate) fn denied(request: &Request, caller: &Caller, reason: &str) -> AuditRecord {

@@ -7,6 +7,7 @@
 //! checkpoint's head at its count again without the records that were there.
 
 use std::path::Path;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use jitca_store::audit::GENESIS as GENESIS_HASH;
@@ -164,6 +165,10 @@ pub fn public_line(key: &PrivateKey) -> String {
         .unwrap_or_else(|_| String::from("?"))
 }
 
+/// This part's own state: the key that signs checkpoints, once loaded or made.
+#[derive(Default)]
+pub(crate) struct AuditKey(RwLock<Option<Arc<PrivateKey>>>);
+
 impl Authority {
     /// Loads the audit key from `path` (checked like the CA key: owner, mode, unencrypted,
     /// ed25519, not the CA key), or makes it there when missing. Returns whether it was made.
@@ -188,12 +193,13 @@ impl Authority {
                 path.display()
             )));
         }
-        *self.audit_key.write().expect("audit key lock") = Some(std::sync::Arc::new(key));
+        *self.audit_key.0.write().expect("audit key lock") = Some(Arc::new(key));
         Ok(made)
     }
 
-    fn audit_key(&self) -> Result<std::sync::Arc<PrivateKey>, AuthorityError> {
+    fn audit_key(&self) -> Result<Arc<PrivateKey>, AuthorityError> {
         self.audit_key
+            .0
             .read()
             .expect("audit key lock")
             .clone()
@@ -237,10 +243,8 @@ impl Authority {
         .with("checkpoint", &signed);
         event.source = caller.map(|c| c.source.clone());
         self.record(event)?;
-        if caller.is_none()
-            && let Some(notify) = &self.notify
-        {
-            notify.checkpoint(&signed);
+        if caller.is_none() {
+            self.tell_checkpoint(&signed);
         }
         Ok(signed)
     }

@@ -2,15 +2,15 @@
 //! a review is due, and whether a grant was used at all (read from `sshd`'s own logs).
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::io::BufRead;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, TimeDelta, Utc};
-use jitca_store::{
-    AuditRecord, EventKind, Review, ReviewOutcome, State, Store, Swap, Usage, Versioned,
-};
+use jitca_store::{AuditRecord, EventKind, Review, ReviewOutcome, State, Store, Usage};
 use sha2::{Digest, Sha256};
 
 use crate::audit::{self, truncate};
+use crate::swap::{self, Attempt, Changed, Step};
 use crate::{Authority, AuthorityError, Caller, Notice};
 
 /// Longest review note kept.
@@ -32,8 +32,7 @@ impl Authority {
         note: &str,
     ) -> Result<jitca_store::Request, AuthorityError> {
         let policy = self.policy();
-        loop {
-            let current = self.find(id)?;
+        let Changed::Written(next) = self.change_request::<Infallible>(id, |current| {
             let request = &current.request;
             if !policy.may_view(&caller.user, &request.requester, &crate::grant_of(request)) {
                 return Err(AuthorityError::NotFound(id.to_string()));
@@ -79,42 +78,37 @@ impl Authority {
                 note: note.to_string(),
             });
             let events: Vec<AuditRecord> = audit::reviewed(&next, caller).into_iter().collect();
-            match self.store.replace_request(&current, &next, &events)? {
-                Swap::Done => {
-                    self.durable()?;
-                    tracing::info!(%id, reviewer = %caller.user, outcome = outcome.as_str(), "grant reviewed");
-                    self.announce(id);
-                    return Ok(next);
-                }
-                Swap::Conflict => continue,
-            }
-        }
+            Ok(Step::Write(next, events))
+        })?;
+        self.durable()?;
+        tracing::info!(%id, reviewer = %caller.user, outcome = outcome.as_str(), "grant reviewed");
+        self.announce(id);
+        Ok(next)
     }
 
     /// Announces (once) that an expired grant needs its review.
     pub(crate) fn announce_review_due(
         &self,
-        current: &Versioned,
+        id: &str,
         now: DateTime<Utc>,
     ) -> Result<(), AuthorityError> {
-        let request = &current.request;
-        if request.deadline().is_none_or(|d| now < d) || !matches!(request.state, State::Issued(_))
-        {
-            return Ok(());
-        }
-        let mut next = request.clone();
-        next.review_due_announced = true;
-        match self
-            .store
-            .replace_request(current, &next, &[audit::review_due(&next)])?
-        {
-            Swap::Done => {
-                self.durable()?;
-                tracing::info!(id = %next.id, break_glass = next.break_glass, "review due");
-                self.tell(Notice::ReviewDue, &next, None);
+        let changed = self.change_request(id, |current| {
+            let request = &current.request;
+            if request.deadline().is_none_or(|d| now < d)
+                || !matches!(request.state, State::Issued(_))
+            {
+                // Changed meanwhile (revoked, reviewed, announced), or not due.
+                return Ok(Step::Keep(()));
             }
-            // Changed meanwhile (revoked, reviewed): the next pass looks again.
-            Swap::Conflict => {}
+            let mut next = request.clone();
+            next.review_due_announced = true;
+            let events = vec![audit::review_due(&next)];
+            Ok(Step::Write(next, events))
+        })?;
+        if let Changed::Written(next) = changed {
+            self.durable()?;
+            tracing::info!(id = %next.id, break_glass = next.break_glass, "review due");
+            self.tell(Notice::ReviewDue, &next, None);
         }
         Ok(())
     }
@@ -299,6 +293,18 @@ fn parse_prefix(prefix: &str, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, Opt
     (None, None)
 }
 
+/// What one grant's sightings came to.
+enum Found {
+    /// No issued request has this id.
+    Unmatched,
+    /// Sightings of another certificate, already recorded ones, and the usage written.
+    Counted {
+        unmatched: usize,
+        already: usize,
+        updated: Option<Usage>,
+    },
+}
+
 /// Records sightings on the grants they belong to: a jitca key id names the request
 /// (`jitca:ID:...`), and the key id and serial must both be the issuance's, from one of `cas`
 /// (fingerprints; all when empty). Each grant with new logins gets one `usage_recorded` event.
@@ -331,83 +337,103 @@ pub fn record_usage(
         }
     }
     for (id, seen) in by_request {
-        loop {
-            let Some(current) = store.request(&id)? else {
-                report.unmatched += seen.len();
-                break;
-            };
-            let request = &current.request;
-            let Some(issuance) = request.issuance() else {
-                report.unmatched += seen.len();
-                break;
-            };
-            let matching: Vec<&&Sighting> = seen
-                .iter()
-                .filter(|s| s.key_id == issuance.key_id && s.serial == issuance.serial)
-                .collect();
-            // Counted into the report only once this pass is final (a lost swap reads again).
-            let unmatched = seen.len() - matching.len();
-            let mut already = 0;
-            let mut usage = request.usage.clone().unwrap_or(Usage {
-                logins: 0,
-                first: None,
-                last: None,
-                hosts: Vec::new(),
-                seen: Vec::new(),
-            });
-            let mut new = 0;
-            for s in &matching {
-                if usage.seen.contains(&s.digest) {
-                    already += 1;
-                    continue;
+        // What this grant adds to the report: counted only once the pass is final (a lost
+        // swap reads again and counts again).
+        let found = swap::retry(
+            || Ok(store.request(&id)?),
+            |current| {
+                let Some(current) = current else {
+                    return Ok(Attempt::Done(Found::Unmatched));
+                };
+                let request = &current.request;
+                let Some(issuance) = request.issuance() else {
+                    return Ok(Attempt::Done(Found::Unmatched));
+                };
+                let matching: Vec<&&Sighting> = seen
+                    .iter()
+                    .filter(|s| s.key_id == issuance.key_id && s.serial == issuance.serial)
+                    .collect();
+                let unmatched = seen.len() - matching.len();
+                let mut already = 0;
+                let mut usage = request.usage.clone().unwrap_or(Usage {
+                    logins: 0,
+                    first: None,
+                    last: None,
+                    hosts: Vec::new(),
+                    seen: Vec::new(),
+                });
+                let mut new = 0;
+                for s in &matching {
+                    if usage.seen.contains(&s.digest) {
+                        already += 1;
+                        continue;
+                    }
+                    new += 1;
+                    usage.logins += 1;
+                    if usage.seen.len() < MAX_SEEN_PER_GRANT {
+                        usage.seen.push(s.digest.clone());
+                    }
+                    if let Some(at) = s.at {
+                        usage.first = Some(usage.first.map_or(at, |f| f.min(at)));
+                        usage.last = Some(usage.last.map_or(at, |l| l.max(at)));
+                    }
+                    if let Some(host) = &s.host
+                        && !usage.hosts.contains(host)
+                        && usage.hosts.len() < 64
+                    {
+                        usage.hosts.push(truncate(host, 255));
+                    }
                 }
-                new += 1;
-                usage.logins += 1;
-                if usage.seen.len() < MAX_SEEN_PER_GRANT {
-                    usage.seen.push(s.digest.clone());
+                if new == 0 {
+                    return Ok(Attempt::Done(Found::Counted {
+                        unmatched,
+                        already,
+                        updated: None,
+                    }));
                 }
-                if let Some(at) = s.at {
-                    usage.first = Some(usage.first.map_or(at, |f| f.min(at)));
-                    usage.last = Some(usage.last.map_or(at, |l| l.max(at)));
-                }
-                if let Some(host) = &s.host
-                    && !usage.hosts.contains(host)
-                    && usage.hosts.len() < 64
-                {
-                    usage.hosts.push(truncate(host, 255));
-                }
-            }
-            if new == 0 {
+                let mut next = request.clone();
+                next.usage = Some(usage.clone());
+                let mut event = audit::about(EventKind::UsageRecorded, actor, &next)
+                    .with("new_logins", new)
+                    .with("logins", usage.logins)
+                    .with("first", usage.first)
+                    .with("last", usage.last)
+                    .with("login_accounts", {
+                        let mut logins: Vec<&str> =
+                            matching.iter().map(|s| s.login.as_str()).collect();
+                        logins.sort();
+                        logins.dedup();
+                        logins
+                            .into_iter()
+                            .map(|l| truncate(l, 64))
+                            .collect::<Vec<_>>()
+                    });
+                event.serial = Some(issuance.serial);
+                event.source = source.map(str::to_string);
+                let swap = store.replace_request(&current, &next, &[event])?;
+                Ok((
+                    swap,
+                    Found::Counted {
+                        unmatched,
+                        already,
+                        updated: Some(usage),
+                    },
+                )
+                    .into())
+            },
+        )?;
+        match found {
+            Found::Unmatched => report.unmatched += seen.len(),
+            Found::Counted {
+                unmatched,
+                already,
+                updated,
+            } => {
                 report.unmatched += unmatched;
                 report.already_recorded += already;
-                break;
-            }
-            let mut next = request.clone();
-            next.usage = Some(usage.clone());
-            let mut event = audit::about(EventKind::UsageRecorded, actor, &next)
-                .with("new_logins", new)
-                .with("logins", usage.logins)
-                .with("first", usage.first)
-                .with("last", usage.last)
-                .with("login_accounts", {
-                    let mut logins: Vec<&str> = matching.iter().map(|s| s.login.as_str()).collect();
-                    logins.sort();
-                    logins.dedup();
-                    logins
-                        .into_iter()
-                        .map(|l| truncate(l, 64))
-                        .collect::<Vec<_>>()
-                });
-            event.serial = Some(issuance.serial);
-            event.source = source.map(str::to_string);
-            match store.replace_request(&current, &next, &[event])? {
-                Swap::Done => {
-                    report.unmatched += unmatched;
-                    report.already_recorded += already;
-                    report.updated.insert(id.clone(), usage);
-                    break;
+                if let Some(usage) = updated {
+                    report.updated.insert(id, usage);
                 }
-                Swap::Conflict => continue,
             }
         }
     }

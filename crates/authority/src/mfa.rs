@@ -20,9 +20,10 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use jitca_mfa::{Check, SealingKey, Secret};
 pub use jitca_store::FactorState;
-use jitca_store::{AuditRecord, EventKind, SecondFactor, Swap, VersionedFactor};
+use jitca_store::{AuditRecord, EventKind, SecondFactor, VersionedFactor};
 use zeroize::Zeroizing;
 
+use crate::swap::{self, Attempt};
 use crate::{Authority, AuthorityError, Caller, Factor};
 
 /// Wrong codes a person may give within [`WRONG_WINDOW`] before codes are not checked.
@@ -57,6 +58,17 @@ pub struct Enrolment {
     pub secret: Zeroizing<String>,
     /// Whether an earlier unconfirmed enrolment was replaced.
     pub replaced: bool,
+}
+
+/// What checking a one-time code came to.
+enum Checked {
+    /// No second factor in force: none is asked.
+    NotActive,
+    /// Too many wrong codes lately: not checked (the text says how long to wait).
+    Limited(String),
+    /// Checked and written: the step used, or a wrong code counted (why, and what the
+    /// person is told).
+    Written(Option<(&'static str, &'static str)>),
 }
 
 fn refused(text: impl Into<String>) -> AuthorityError {
@@ -140,93 +152,97 @@ impl Authority {
                 "second factors cannot be enrolled on this CA now ({e}); tell an operator"
             ))
         })?;
-        loop {
-            let current = self.store.second_factor(&caller.user)?;
-            if current
-                .as_ref()
-                .is_some_and(|c| c.factor.state == FactorState::Active)
-            {
-                return Err(refused(format!(
-                    "you have a second factor already; an operator can reset it: mfa reset {}",
-                    caller.user
-                )));
-            }
-            let secret = Secret::generate().map_err(|e| refused(e.to_string()))?;
-            let sealed = key
-                .seal(&caller.user, &secret)
-                .map_err(|e| refused(e.to_string()))?;
-            let next = SecondFactor {
-                state: FactorState::Unconfirmed,
-                sealed: hex_sealed(&sealed),
-                last_step: 0,
-                created_at: Utc::now(),
-                confirmed_at: None,
-                wrong_codes: Vec::new(),
-            };
-            let replaced = current.is_some();
-            let mut event =
-                AuditRecord::new(EventKind::MfaEnrolled, &caller.user).with("replaced", replaced);
-            event.source = Some(caller.source.clone());
-            if let Swap::Done = self.store.swap_second_factor(
-                &caller.user,
-                current.as_ref(),
-                Some(&next),
-                &[event],
-            )? {
-                self.durable()?;
-                tracing::info!(user = %caller.user, "second factor enrolled (unconfirmed)");
-                return Ok(Enrolment {
-                    uri: jitca_mfa::otpauth_uri(&caller.user, &secret),
-                    secret: secret.base32(),
-                    replaced,
-                });
-            }
-        }
+        let (secret, replaced) = swap::retry(
+            || Ok(self.store.second_factor(&caller.user)?),
+            |current| {
+                if current
+                    .as_ref()
+                    .is_some_and(|c| c.factor.state == FactorState::Active)
+                {
+                    return Err(refused(format!(
+                        "you have a second factor already; an operator can reset it: mfa reset {}",
+                        caller.user
+                    )));
+                }
+                let secret = Secret::generate().map_err(|e| refused(e.to_string()))?;
+                let sealed = key
+                    .seal(&caller.user, &secret)
+                    .map_err(|e| refused(e.to_string()))?;
+                let next = SecondFactor {
+                    state: FactorState::Unconfirmed,
+                    sealed: hex_sealed(&sealed),
+                    last_step: 0,
+                    created_at: Utc::now(),
+                    confirmed_at: None,
+                    wrong_codes: Vec::new(),
+                };
+                let replaced = current.is_some();
+                let mut event = AuditRecord::new(EventKind::MfaEnrolled, &caller.user)
+                    .with("replaced", replaced);
+                event.source = Some(caller.source.clone());
+                let swap = self.store.swap_second_factor(
+                    &caller.user,
+                    current.as_ref(),
+                    Some(&next),
+                    &[event],
+                )?;
+                Ok((swap, (secret, replaced)).into())
+            },
+        )?;
+        self.durable()?;
+        tracing::info!(user = %caller.user, "second factor enrolled (unconfirmed)");
+        Ok(Enrolment {
+            uri: jitca_mfa::otpauth_uri(&caller.user, &secret),
+            secret: secret.base32(),
+            replaced,
+        })
     }
 
     /// `mfa confirm CODE`: puts the enrolled factor in force with a first code.
     pub fn mfa_confirm(&self, caller: &Caller, code: &str) -> Result<(), AuthorityError> {
-        loop {
-            let Some(current) = self.store.second_factor(&caller.user)? else {
-                return Err(refused(
-                    "you have no second factor to confirm; start with mfa enroll",
-                ));
-            };
-            if current.factor.state == FactorState::Active {
-                return Err(refused("your second factor is confirmed already"));
-            }
-            let secret = self.open_secret(&caller.user, &current)?;
-            let last = (current.factor.last_step > 0).then_some(current.factor.last_step);
-            let step = match secret.verify(code, jitca_mfa::now(), last) {
-                Check::Valid { step } => step,
-                Check::Wrong | Check::Replayed => {
-                    self.record_mfa_failure(caller, "wrong code at confirmation")?;
+        swap::retry(
+            || Ok(self.store.second_factor(&caller.user)?),
+            |current| {
+                let Some(current) = current else {
                     return Err(refused(
-                        "that code is wrong; enter the code your app shows now \
-                         (check that the phone's clock is right)",
+                        "you have no second factor to confirm; start with mfa enroll",
                     ));
+                };
+                if current.factor.state == FactorState::Active {
+                    return Err(refused("your second factor is confirmed already"));
                 }
-            };
-            let now = Utc::now();
-            let next = SecondFactor {
-                state: FactorState::Active,
-                last_step: step,
-                confirmed_at: Some(now),
-                ..current.factor.clone()
-            };
-            let mut event = AuditRecord::new(EventKind::MfaConfirmed, &caller.user);
-            event.source = Some(caller.source.clone());
-            if let Swap::Done = self.store.swap_second_factor(
-                &caller.user,
-                Some(&current),
-                Some(&next),
-                &[event],
-            )? {
-                self.durable()?;
-                tracing::info!(user = %caller.user, "second factor confirmed");
-                return Ok(());
-            }
-        }
+                let secret = self.open_secret(&caller.user, &current)?;
+                let last = (current.factor.last_step > 0).then_some(current.factor.last_step);
+                let step = match secret.verify(code, jitca_mfa::now(), last) {
+                    Check::Valid { step } => step,
+                    Check::Wrong | Check::Replayed => {
+                        self.record_mfa_failure(caller, "wrong code at confirmation")?;
+                        return Err(refused(
+                            "that code is wrong; enter the code your app shows now \
+                             (check that the phone's clock is right)",
+                        ));
+                    }
+                };
+                let next = SecondFactor {
+                    state: FactorState::Active,
+                    last_step: step,
+                    confirmed_at: Some(Utc::now()),
+                    ..current.factor.clone()
+                };
+                let mut event = AuditRecord::new(EventKind::MfaConfirmed, &caller.user);
+                event.source = Some(caller.source.clone());
+                let swap = self.store.swap_second_factor(
+                    &caller.user,
+                    Some(&current),
+                    Some(&next),
+                    &[event],
+                )?;
+                Ok((swap, ()).into())
+            },
+        )?;
+        self.durable()?;
+        tracing::info!(user = %caller.user, "second factor confirmed");
+        Ok(())
     }
 
     /// `mfa status`: the caller's own second factor, if any.
@@ -254,24 +270,26 @@ impl Authority {
                 "you may not reset your own second factor; ask another operator",
             ));
         }
-        loop {
-            let Some(current) = self.store.second_factor(user)? else {
-                return Err(refused(format!("{user} has no second factor")));
-            };
-            let mut event = AuditRecord::new(EventKind::MfaReset, &caller.user)
-                .with("user", user)
-                .with("state", current.factor.state.as_str());
-            event.requester = Some(user.to_string());
-            event.source = Some(caller.source.clone());
-            if let Swap::Done =
-                self.store
-                    .swap_second_factor(user, Some(&current), None, &[event])?
-            {
-                self.durable()?;
-                tracing::info!(operator = %caller.user, %user, "second factor reset");
-                return Ok(());
-            }
-        }
+        swap::retry(
+            || Ok(self.store.second_factor(user)?),
+            |current| {
+                let Some(current) = current else {
+                    return Err(refused(format!("{user} has no second factor")));
+                };
+                let mut event = AuditRecord::new(EventKind::MfaReset, &caller.user)
+                    .with("user", user)
+                    .with("state", current.factor.state.as_str());
+                event.requester = Some(user.to_string());
+                event.source = Some(caller.source.clone());
+                let swap = self
+                    .store
+                    .swap_second_factor(user, Some(&current), None, &[event])?;
+                Ok((swap, ()).into())
+            },
+        )?;
+        self.durable()?;
+        tracing::info!(operator = %caller.user, %user, "second factor reset");
+        Ok(())
     }
 
     /// Whether `user` has a second factor in force (so the code is asked at connection).
@@ -309,78 +327,89 @@ impl Authority {
             return Ok(Factor::Skipped);
         }
         let window = chrono::TimeDelta::from_std(WRONG_WINDOW).expect("a short window");
-        loop {
-            let Some(current) = self.store.second_factor(&caller.user)? else {
-                return Ok(Factor::NotEnrolled);
-            };
-            if current.factor.state != FactorState::Active {
-                return Ok(Factor::NotEnrolled);
-            }
-            let now = Utc::now();
-            let recent: Vec<DateTime<Utc>> = current
-                .factor
-                .wrong_codes
-                .iter()
-                .copied()
-                .filter(|t| now - *t < window)
-                .collect();
-            if recent.len() >= MAX_WRONG {
-                let wait = (recent[0] + window - now).num_seconds().max(1) as u64;
-                let minutes = wait.div_ceil(60);
-                let why = format!("too many wrong codes; try again in {minutes} minutes");
-                self.record_mfa_failure(caller, "too many wrong codes: not checked")?;
-                return Ok(Factor::Failed(why));
-            }
-            let secret = self.open_secret(&caller.user, &current)?;
-            let last = (current.factor.last_step > 0).then_some(current.factor.last_step);
-            let (next, failed) = match secret.verify(answer, jitca_mfa::now(), last) {
-                Check::Valid { step } => (
-                    SecondFactor {
-                        last_step: step,
-                        wrong_codes: recent,
-                        ..current.factor.clone()
-                    },
-                    None,
-                ),
-                refused => {
-                    let (why, said) = match refused {
-                        Check::Replayed => ("code used already", REPLAYED),
-                        _ => ("wrong code", WRONG),
-                    };
-                    let mut wrong_codes = recent;
-                    wrong_codes.push(now);
-                    let skip = wrong_codes.len().saturating_sub(MAX_WRONG);
-                    wrong_codes.drain(..skip);
-                    let next = SecondFactor {
-                        wrong_codes,
-                        ..current.factor.clone()
-                    };
-                    (next, Some((why, said)))
+        let checked = swap::retry(
+            || Ok(self.store.second_factor(&caller.user)?),
+            |current| {
+                let Some(current) = current else {
+                    return Ok(Attempt::Done(Checked::NotActive));
+                };
+                if current.factor.state != FactorState::Active {
+                    return Ok(Attempt::Done(Checked::NotActive));
                 }
-            };
-            let events: Vec<AuditRecord> = failed
-                .iter()
-                .map(|(why, _)| self.mfa_failure_event(caller, why))
-                .collect();
-            // Another connection may have used this very code, or given a wrong one, in
-            // between: then the swap loses, and the code is checked again against what it
-            // stored (a new last step, one wrong code more).
-            if let Swap::Done =
-                self.store
-                    .swap_second_factor(&caller.user, Some(&current), Some(&next), &events)?
-            {
+                let now = Utc::now();
+                let recent: Vec<DateTime<Utc>> = current
+                    .factor
+                    .wrong_codes
+                    .iter()
+                    .copied()
+                    .filter(|t| now - *t < window)
+                    .collect();
+                if recent.len() >= MAX_WRONG {
+                    let wait = (recent[0] + window - now).num_seconds().max(1) as u64;
+                    let minutes = wait.div_ceil(60);
+                    let why = format!("too many wrong codes; try again in {minutes} minutes");
+                    self.record_mfa_failure(caller, "too many wrong codes: not checked")?;
+                    return Ok(Attempt::Done(Checked::Limited(why)));
+                }
+                let secret = self.open_secret(&caller.user, &current)?;
+                let last = (current.factor.last_step > 0).then_some(current.factor.last_step);
+                let (next, failed) = match secret.verify(answer, jitca_mfa::now(), last) {
+                    Check::Valid { step } => (
+                        SecondFactor {
+                            last_step: step,
+                            wrong_codes: recent,
+                            ..current.factor.clone()
+                        },
+                        None,
+                    ),
+                    refused => {
+                        let (why, said) = match refused {
+                            Check::Replayed => ("code used already", REPLAYED),
+                            _ => ("wrong code", WRONG),
+                        };
+                        let mut wrong_codes = recent;
+                        wrong_codes.push(now);
+                        let skip = wrong_codes.len().saturating_sub(MAX_WRONG);
+                        wrong_codes.drain(..skip);
+                        let next = SecondFactor {
+                            wrong_codes,
+                            ..current.factor.clone()
+                        };
+                        (next, Some((why, said)))
+                    }
+                };
+                let events: Vec<AuditRecord> = failed
+                    .iter()
+                    .map(|(why, _)| self.mfa_failure_event(caller, why))
+                    .collect();
+                // Another connection may have used this very code, or given a wrong one, in
+                // between: then the swap loses, and the code is checked again against what it
+                // stored (a new last step, one wrong code more).
+                let swap = self.store.swap_second_factor(
+                    &caller.user,
+                    Some(&current),
+                    Some(&next),
+                    &events,
+                )?;
+                Ok((swap, Checked::Written(failed)).into())
+            },
+        )?;
+        Ok(match checked {
+            Checked::NotActive => Factor::NotEnrolled,
+            Checked::Limited(why) => Factor::Failed(why),
+            Checked::Written(failed) => {
                 // The step (or the wrong code) is durable before the connection goes on.
                 self.durable()?;
-                return Ok(match failed {
+                match failed {
                     None => Factor::Verified,
                     Some((why, said)) => {
                         tracing::info!(user = %caller.user, source = %caller.source, why,
                             "one-time code refused");
                         Factor::Failed(said.into())
                     }
-                });
+                }
             }
-        }
+        })
     }
 
     fn open_secret(&self, user: &str, stored: &VersionedFactor) -> Result<Secret, AuthorityError> {

@@ -2,15 +2,18 @@
 //! OpenSSH KRL that makes stock `sshd` enforce it.
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use jitca_krl::Krl;
-use jitca_store::{AuditRecord, EventKind, KrlState, Request, Revocation, State, Swap};
+use jitca_store::{AuditRecord, EventKind, KrlState, Request, Revocation, State};
 
 use crate::audit::{self, DAEMON};
+use crate::swap::{Changed, Step};
 use crate::{Authority, AuthorityError, Caller, Notice};
 
 /// How long a revoked certificate stays in the KRL after it expires, for hosts whose clocks
@@ -20,7 +23,7 @@ pub const KRL_GRACE: TimeDelta = TimeDelta::hours(1);
 /// What failed on the way to ending access and is tried again by [`Authority::upkeep`] (every
 /// few seconds, from the daemon's sweeper) until it succeeds.
 #[derive(Default)]
-pub(crate) struct Retry {
+struct Retry {
     /// Audit records the store did not take (a reload's), in order.
     records: Vec<AuditRecord>,
     /// Whether the store or the audit file still has to be made durable.
@@ -50,10 +53,29 @@ pub struct KrlStatus {
 }
 
 /// The current KRL, encoded, and what decides when it must change.
-pub(crate) struct KrlCache {
-    pub(crate) bytes: Vec<u8>,
+struct KrlCache {
+    bytes: Vec<u8>,
     /// When the earliest entry may leave the list (its expiry plus the grace), if any.
-    pub(crate) next_expiry: Option<DateTime<Utc>>,
+    next_expiry: Option<DateTime<Utc>>,
+}
+
+/// This part's own state: the KRL served, where it is written, and what is retried.
+pub(crate) struct Revocations {
+    /// Built on first use and after every change.
+    cache: Mutex<Option<KrlCache>>,
+    /// Where to keep the current KRL, replaced atomically on every change.
+    path: Option<PathBuf>,
+    retry: Mutex<Retry>,
+}
+
+impl Revocations {
+    pub(crate) fn new(path: Option<PathBuf>) -> Self {
+        Self {
+            cache: Mutex::new(None),
+            path,
+            retry: Mutex::new(Retry::default()),
+        }
+    }
 }
 
 impl Authority {
@@ -102,8 +124,7 @@ impl Authority {
         kind: EventKind,
         caller: Option<&Caller>,
     ) -> Result<Request, AuthorityError> {
-        loop {
-            let current = self.find(id)?;
+        let Changed::Written(next) = self.change_request::<Infallible>(id, |current| {
             let now = Utc::now();
             let issuance = match &current.request.state {
                 State::Issued(i) if now < i.valid_before => i.clone(),
@@ -143,39 +164,34 @@ impl Authority {
             event.source = caller.map(|c| c.source.clone());
             let mut events = vec![event];
             // The grant has ended: a review it needs is due now.
-            let review_due = next.review_required && next.review.is_none();
-            if review_due {
+            if next.review_required && next.review.is_none() {
                 next.review_due_announced = true;
                 events.push(audit::review_due(&next));
             }
-            match self.store.replace_request(&current, &next, &events)? {
-                Swap::Done => {
-                    tracing::info!(%id, by, serial = issuance.serial, reason, "certificate revoked");
-                    // Durable first; then published whatever that gave: a stored revocation is
-                    // always in the KRL (fail closed), and the caller hears of success only
-                    // once it is durable.
-                    let durable = self.durable();
-                    self.publish_krl();
-                    self.announce(id);
-                    self.tell(Notice::Revoked, &next, Some(by));
-                    if review_due {
-                        self.tell(Notice::ReviewDue, &next, None);
-                    }
-                    if let Err(e) = durable {
-                        // Stored and published, not yet durable: the sweeper retries.
-                        self.retry.lock().expect("retry lock").durable = true;
-                        return Err(e);
-                    }
-                    return Ok(next);
-                }
-                Swap::Conflict => continue,
-            }
+            Ok(Step::Write(next, events))
+        })?;
+        let serial = next.issuance().map(|i| i.serial);
+        tracing::info!(%id, by, serial, reason, "certificate revoked");
+        // Durable first; then published whatever that gave: a stored revocation is always in
+        // the KRL (fail closed), and the caller hears of success only once it is durable.
+        let durable = self.durable();
+        self.publish_krl();
+        self.announce(id);
+        self.tell(Notice::Revoked, &next, Some(by));
+        if next.review_required && next.review.is_none() {
+            self.tell(Notice::ReviewDue, &next, None);
         }
+        if let Err(e) = durable {
+            // Stored and published, not yet durable: the sweeper retries.
+            self.revocations.retry.lock().expect("retry lock").durable = true;
+            return Err(e);
+        }
+        Ok(next)
     }
 
     /// The current KRL (OpenSSH binary format).
     pub fn krl(&self) -> Result<Vec<u8>, AuthorityError> {
-        let mut cache = self.krl.lock().expect("krl lock");
+        let mut cache = self.revocations.cache.lock().expect("krl lock");
         if cache.is_none() {
             *cache = Some(self.build_krl(self.store.krl_state()?)?);
         }
@@ -194,7 +210,7 @@ impl Authority {
             "KRL updated"
         );
         let bytes = built.bytes.clone();
-        *self.krl.lock().expect("krl lock") = Some(built);
+        *self.revocations.cache.lock().expect("krl lock") = Some(built);
         self.write_krl_path(&bytes);
         Ok(())
     }
@@ -203,22 +219,22 @@ impl Authority {
     /// rebuilds from the store (with the revocation) even when no new version can be made;
     /// what failed is retried.
     pub(crate) fn publish_krl(&self) {
-        *self.krl.lock().expect("krl lock") = None;
+        *self.revocations.cache.lock().expect("krl lock") = None;
         if let Err(e) = self.krl_changed() {
             tracing::error!(error = %e, "cannot make a new KRL version; `krl` serves every \
                 stored revocation meanwhile; retrying every few seconds");
-            self.retry.lock().expect("retry lock").krl = true;
+            self.revocations.retry.lock().expect("retry lock").krl = true;
         }
     }
 
     /// Writes `krl_path` (if set); remembers and loudly logs a failure, for the retry.
     fn write_krl_path(&self, bytes: &[u8]) {
-        let Some(path) = &self.krl_path else {
+        let Some(path) = &self.revocations.path else {
             return;
         };
         let written = write_atomically(path, bytes);
         self.metrics.krl_path_written(written.is_ok());
-        let mut retry = self.retry.lock().expect("retry lock");
+        let mut retry = self.revocations.retry.lock().expect("retry lock");
         match written {
             Ok(()) => {
                 if let Some(failed) = retry.krl_path.take() {
@@ -249,10 +265,16 @@ impl Authority {
     /// Where the KRL stands, for operators.
     pub fn krl_status(&self) -> Result<KrlStatus, AuthorityError> {
         let version = self.store.krl_state()?.version;
-        let failure = self.retry.lock().expect("retry lock").krl_path.clone();
+        let failure = self
+            .revocations
+            .retry
+            .lock()
+            .expect("retry lock")
+            .krl_path
+            .clone();
         Ok(KrlStatus {
             version,
-            path: self.krl_path.clone().map(|p| (p, failure)),
+            path: self.revocations.path.clone().map(|p| (p, failure)),
         })
     }
 
@@ -261,7 +283,7 @@ impl Authority {
     /// every few seconds by the daemon; returns an error naming what still fails.
     pub fn upkeep(&self) -> Result<(), AuthorityError> {
         let (records, durable, removed, krl, path) = {
-            let mut retry = self.retry.lock().expect("retry lock");
+            let mut retry = self.revocations.retry.lock().expect("retry lock");
             (
                 std::mem::take(&mut retry.records),
                 std::mem::take(&mut retry.durable),
@@ -275,7 +297,7 @@ impl Authority {
         if !records.is_empty() {
             if let Err(e) = self.store.append_audit(&records) {
                 // Back in front of any a reload queued meanwhile, in their order.
-                let mut retry = self.retry.lock().expect("retry lock");
+                let mut retry = self.revocations.retry.lock().expect("retry lock");
                 let newer = std::mem::replace(&mut retry.records, records);
                 retry.records.extend(newer);
                 drop(retry);
@@ -300,7 +322,7 @@ impl Authority {
             let bytes = self.krl()?;
             self.write_krl_path(&bytes);
         }
-        let retry = self.retry.lock().expect("retry lock");
+        let retry = self.revocations.retry.lock().expect("retry lock");
         if retry.durable {
             failed.push("making the store and audit log durable".into());
         }
@@ -324,7 +346,7 @@ impl Authority {
     fn durable_or_retry(&self) {
         if let Err(e) = self.durable() {
             tracing::error!(error = %e, "cannot make the store and audit log durable; retrying");
-            self.retry.lock().expect("retry lock").durable = true;
+            self.revocations.retry.lock().expect("retry lock").durable = true;
         }
     }
 
@@ -337,7 +359,11 @@ impl Authority {
             Err(e) => {
                 tracing::error!(error = %e, "cannot end the access of every removed user yet; \
                     retrying every few seconds");
-                self.retry.lock().expect("retry lock").removed_users = true;
+                self.revocations
+                    .retry
+                    .lock()
+                    .expect("retry lock")
+                    .removed_users = true;
             }
         }
     }
@@ -345,7 +371,7 @@ impl Authority {
     /// Lets revoked certificates that can no longer be used leave the KRL (a new version).
     pub fn prune_krl(&self) -> Result<(), AuthorityError> {
         let due = {
-            let cache = self.krl.lock().expect("krl lock");
+            let cache = self.revocations.cache.lock().expect("krl lock");
             cache
                 .as_ref()
                 .and_then(|c| c.next_expiry)
@@ -430,11 +456,11 @@ impl Authority {
         }
     }
 
+    /// Ends a pending request of a removed user; whether it was still pending.
     fn end_pending(&self, id: &str, why: &str) -> Result<bool, AuthorityError> {
-        loop {
-            let current = self.find(id)?;
+        let changed = self.change_request(id, |current| {
             if !matches!(current.request.state, State::Pending) {
-                return Ok(false);
+                return Ok(Step::Keep(()));
             }
             let mut next = current.request.clone();
             next.state = State::Denied {
@@ -444,17 +470,16 @@ impl Authority {
             };
             let mut event = audit::about(EventKind::Denied, DAEMON, &next);
             event.reason = Some(why.to_string());
-            match self.store.replace_request(&current, &next, &[event])? {
-                Swap::Done => {
-                    self.metrics
-                        .request_ended(jitca_metrics::Outcome::Withdrawn);
-                    self.durable()?;
-                    self.announce(id);
-                    return Ok(true);
-                }
-                Swap::Conflict => continue,
-            }
-        }
+            Ok(Step::Write(next, vec![event]))
+        })?;
+        let Changed::Written(_) = changed else {
+            return Ok(false);
+        };
+        self.metrics
+            .request_ended(jitca_metrics::Outcome::Withdrawn);
+        self.durable()?;
+        self.announce(id);
+        Ok(true)
     }
 
     /// Puts a new policy in force (a config reload), then ends the access of anyone it no
@@ -480,7 +505,12 @@ impl Authority {
             Err(e) => {
                 tracing::error!(error = %e, "cannot record the config reload in the audit log; \
                     the access of removed users ends anyway; the record is retried");
-                self.retry.lock().expect("retry lock").records.push(event);
+                self.revocations
+                    .retry
+                    .lock()
+                    .expect("retry lock")
+                    .records
+                    .push(event);
             }
         }
         self.end_access_or_retry();

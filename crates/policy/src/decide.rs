@@ -14,6 +14,7 @@ use ssh_key::PublicKey;
 use ssh_key::public::KeyData;
 
 use crate::duration::format_duration;
+use crate::proof::{Decided, Eligible};
 
 /// A registered person: their SSH keys identify them on the control channel.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -524,19 +525,29 @@ impl Policy {
         })
     }
 
+    /// [`Policy::decide_request`], as the proof a request needs to be made: only this
+    /// decision lets the lifecycle create one.
+    pub fn decide(&self, requester: &str, ask: &Ask) -> Result<Decided, Denial> {
+        Ok(Decided::new(
+            requester,
+            self.decide_request(requester, ask)?,
+        ))
+    }
+
     /// May `approver` approve a request by `requester` for `grant`? Re-evaluates the request
     /// under the current policy: the requester must still be allowed exactly this grant
     /// (`decide_request` with the same Ask must return an equal Grant, else
     /// [`Denial::PolicyChanged`]), approver != requester, and the approver is in one of the
     /// rule's approvers groups.
     ///
-    /// Checked in this order: unknown approver, self-approval, policy change, eligibility.
+    /// Checked in this order: unknown approver, self-approval, policy change, eligibility. The
+    /// [`Eligible`] returned is the proof the lifecycle needs to record the approval.
     pub fn check_approver(
         &self,
         approver: &str,
         requester: &str,
         grant: &Grant,
-    ) -> Result<(), Denial> {
+    ) -> Result<Eligible, Denial> {
         let approving = self
             .user(approver)
             .ok_or_else(|| Denial::UnknownUser(approver.to_string()))?;
@@ -550,7 +561,7 @@ impl Policy {
                 rule: rule.name.clone(),
             });
         }
-        Ok(())
+        Ok(Eligible::new(approver, requester, &rule.name))
     }
 
     /// The rule of `grant` if the current policy still gives `requester` exactly `grant`.
@@ -1007,8 +1018,8 @@ auditors: [audit]
         let grant = p
             .decide_request("alice", &ask(&["web1"], &["deploy"], 60))
             .unwrap();
-        assert_eq!(p.check_approver("carol", "alice", &grant), Ok(()));
-        assert_eq!(p.check_approver("bob", "alice", &grant), Ok(()));
+        assert_eq!(p.check_approver("carol", "alice", &grant).map(drop), Ok(()));
+        assert_eq!(p.check_approver("bob", "alice", &grant).map(drop), Ok(()));
         assert_eq!(
             p.eligible_approvers("alice", &grant),
             strings(&["bob", "carol"])
@@ -1120,7 +1131,10 @@ auditors: [audit]
         let same = crate::parse(&config_text(), Path::new("j.yaml"))
             .unwrap()
             .policy;
-        assert_eq!(same.check_approver("carol", "alice", &grant), Ok(()));
+        assert_eq!(
+            same.check_approver("carol", "alice", &grant).map(drop),
+            Ok(())
+        );
     }
 
     #[test]

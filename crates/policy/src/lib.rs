@@ -10,6 +10,7 @@ pub mod decide;
 pub mod duration;
 pub mod locate;
 pub mod names;
+pub mod proof;
 
 pub use config::{
     Config, ConfigError, ConfigErrors, Hook, KNOWN_EXTENSIONS, Limits, LogFormat, NOTIFY_EVENTS,
@@ -21,3 +22,4 @@ pub use names::{
     InputError, check_host_name, check_login, check_name, check_reason, parse_host_list,
     parse_login_list, parse_request_duration,
 };
+pub use proof::{Decided, Eligible};

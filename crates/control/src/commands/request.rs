@@ -87,7 +87,8 @@ pub(super) async fn run(ctx: &mut Ctx, args: Args) -> Outcome {
         public_key,
         break_glass,
     };
-    let request = ctx.call(move |a, c| a.submit(c, new)).await?;
+    let made = ctx.call(move |a, c| a.make(c, new)).await?;
+    let (request, mut certificate_now) = (made.request, made.certificate);
     let id = request.id.clone();
     if no_wait {
         ctx.out
@@ -101,14 +102,13 @@ pub(super) async fn run(ctx: &mut Ctx, args: Args) -> Outcome {
         .await;
 
     let mut seen_approvals = request.approvals.len();
-    // The first look is at what `submit` returned. With no approval needed it is issued and
-    // durable already (`submit` flushes before it returns): the certificate goes out at once,
-    // without reading the request back and flushing again on two more blocking threads.
+    // The first look is at what `make` returned. With no approval needed it is issued and
+    // recorded already (its `Certificate` exists only once durable): the certificate goes out
+    // at once, without reading the request back and flushing again on two more blocking
+    // threads.
     let mut submitted = Some(request);
     loop {
-        let first = submitted.take();
-        let from_submit = first.is_some();
-        let now_request = match first {
+        let now_request = match submitted.take() {
             Some(request) => request,
             None => {
                 ctx.call({
@@ -120,14 +120,15 @@ pub(super) async fn run(ctx: &mut Ctx, args: Args) -> Outcome {
         };
         match &now_request.state {
             State::Issued(issuance) => {
-                let certificate = if from_submit {
-                    issuance.certificate.clone()
-                } else {
-                    ctx.call({
-                        let id = id.clone();
-                        move |a, c| a.issued_certificate(c, &id)
-                    })
-                    .await?
+                let certificate = match certificate_now.take() {
+                    Some(certificate) => certificate,
+                    None => {
+                        ctx.call({
+                            let id = id.clone();
+                            move |a, c| a.issued_certificate(c, &id)
+                        })
+                        .await?
+                    }
                 };
                 let approvers: Vec<&str> = now_request.approvers().collect();
                 ctx.out
