@@ -80,7 +80,7 @@ impl Connection {
     fn known(&self, key: &russh::keys::PublicKey) -> Option<String> {
         self.authority
             .policy()
-            .identify(key)
+            .identify(&key.to_bytes().unwrap_or_default())
             .map(|user| user.name.clone())
     }
 

@@ -12,6 +12,7 @@ mod channel;
 mod commands;
 mod gate;
 mod handler;
+pub mod limits;
 mod quickack;
 pub mod render;
 mod server;

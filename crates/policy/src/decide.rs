@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use crate::duration::format_duration;
 use crate::keys::UserKey;
+use serde::{Deserialize, Serialize};
 
 /// A registered person: their SSH keys identify them on the control channel.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use crate::duration::{DurationError, parse_duration};
-pub use crate::show::show;
 use crate::show::is_invisible_format;
+pub use crate::show::show;
 
 /// Longest host name (DNS limit).
 pub const MAX_HOST_NAME: usize = 253;

@@ -11,6 +11,7 @@
 mod agent;
 mod fast;
 mod keys;
+pub mod settings;
 mod source;
 
 pub use agent::AGENT_TIMEOUT;
@@ -18,6 +19,7 @@ pub use keys::{
     check_private_file, check_subject_key, generate_ed25519, load_private_key, open_private_file,
     write_private_key,
 };
+pub use settings::{CaSettings, CaText};
 pub use source::{CREDENTIALS_DIRECTORY, CaKeySource, Passphrase};
 
 use std::collections::BTreeMap;

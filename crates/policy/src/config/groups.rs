@@ -100,7 +100,12 @@ fn listed(
 }
 
 /// Names that must each be safe and listed once.
-pub(super) fn name_list(names: &[String], path: &YamlPath, what: &str, problems: &mut Problems<'_>) {
+pub(super) fn name_list(
+    names: &[String],
+    path: &YamlPath,
+    what: &str,
+    problems: &mut Problems<'_>,
+) {
     for (i, name) in names.iter().enumerate() {
         if let Err(e) = check_name(name) {
             problems.at(&path.index(i), e);

@@ -429,4 +429,3 @@ fn host_bits_zero(ip: IpAddr, length: u8) -> bool {
     let host_mask = u128::MAX.checked_shr(128 - host_bits).unwrap_or(0);
     value & host_mask == 0
 }
-
