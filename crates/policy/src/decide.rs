@@ -272,7 +272,8 @@ impl fmt::Display for Plain<'_> {
 }
 
 /// The validated policy part of the config: users, host groups, rules, auditors and the
-/// principal format. Built only by [`crate::parse`], so every invariant checked there holds.
+/// principal format. Built only by [`crate::PolicyText::validate`] (which [`crate::parse`] and
+/// the daemon's config reader call), so every invariant checked there holds.
 #[derive(Clone, Debug)]
 pub struct Policy {
     users: Vec<User>,

@@ -17,7 +17,6 @@ mod users;
 mod tests;
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -25,25 +24,11 @@ use crate::decide::Policy;
 use crate::document::{self, ConfigError, ConfigErrors, Problems};
 use crate::locate::{LineIndex, YamlPath};
 
-pub use rules::RawRules;
+pub use rules::{KNOWN_EXTENSIONS, MAX_BREAK_GLASS_DURATION, MAX_RULE_DURATION, RawRules};
 pub use users::{RawHostGroups, RawUsers};
 
 /// `principal_format` when the file does not say.
 pub const DEFAULT_PRINCIPAL_FORMAT: &str = "{login}@{host}";
-/// The longest `max_duration` of a rule: temporary access is measured in hours, not weeks.
-pub const MAX_RULE_DURATION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
-/// The longest `max_duration` of a break-glass rule: emergency access is short.
-pub const MAX_BREAK_GLASS_DURATION: Duration = Duration::from_secs(4 * 60 * 60);
-/// The certificate extensions a rule may grant (OpenSSH's `PROTOCOL.certkeys`).
-pub const KNOWN_EXTENSIONS: [&str; 6] = [
-    "permit-X11-forwarding",
-    "permit-agent-forwarding",
-    "permit-port-forwarding",
-    "permit-pty",
-    "permit-user-rc",
-    "no-touch-required",
-];
-
 /// The policy sections as written; every one optional so that all problems are found in one
 /// pass. Read alone (a file of only these sections, [`parse`]) it refuses any other key; the
 /// daemon's config file lists the same fields in its own raw struct.

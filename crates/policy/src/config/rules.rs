@@ -9,11 +9,24 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::groups::{GroupCheck, Known, host_group_list};
-use super::{KNOWN_EXTENSIONS, MAX_BREAK_GLASS_DURATION, MAX_RULE_DURATION};
 use crate::decide::{ReasonPattern, Rule, User};
 use crate::document::Problems;
 use crate::locate::YamlPath;
 use crate::names::{check_login, check_name, show};
+
+/// The longest `max_duration` of a rule: temporary access is measured in hours, not weeks.
+pub const MAX_RULE_DURATION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// The longest `max_duration` of a break-glass rule: emergency access is short.
+pub const MAX_BREAK_GLASS_DURATION: Duration = Duration::from_secs(4 * 60 * 60);
+/// The certificate extensions a rule may grant (OpenSSH's `PROTOCOL.certkeys`).
+pub const KNOWN_EXTENSIONS: [&str; 6] = [
+    "permit-X11-forwarding",
+    "permit-agent-forwarding",
+    "permit-port-forwarding",
+    "permit-pty",
+    "permit-user-rc",
+    "no-touch-required",
+];
 
 /// `rules:` as written.
 #[derive(Deserialize, Default)]
