@@ -190,3 +190,142 @@ impl<'a> Reader<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `keys:` line for the wire fields `fields` (each written as an SSH `string`).
+    fn line(algorithm: &str, fields: &[&[u8]]) -> String {
+        let mut blob = Vec::new();
+        for field in fields {
+            blob.extend_from_slice(&u32::try_from(field.len()).unwrap().to_be_bytes());
+            blob.extend_from_slice(field);
+        }
+        format!("{algorithm} {} comment", BASE64.encode(&blob))
+    }
+
+    fn point(length: usize) -> Vec<u8> {
+        let mut point = vec![7; length];
+        point[0] = 4;
+        point
+    }
+
+    /// An RSA modulus of `bits` bits, as a positive mpint (leading zero: top bit set).
+    fn modulus(bits: usize) -> Vec<u8> {
+        let mut n = vec![0xc5; bits / 8];
+        n.insert(0, 0);
+        n
+    }
+
+    #[test]
+    fn every_supported_algorithm_is_read_whole() {
+        let ed = [7u8; 32];
+        for line in [
+            line("ssh-ed25519", &[b"ssh-ed25519", &ed]),
+            line(
+                "sk-ssh-ed25519@openssh.com",
+                &[b"sk-ssh-ed25519@openssh.com", &ed, b"ssh:"],
+            ),
+            line(
+                "ecdsa-sha2-nistp256",
+                &[b"ecdsa-sha2-nistp256", b"nistp256", &point(65)],
+            ),
+            line(
+                "ecdsa-sha2-nistp384",
+                &[b"ecdsa-sha2-nistp384", b"nistp384", &point(97)],
+            ),
+            line(
+                "ecdsa-sha2-nistp521",
+                &[b"ecdsa-sha2-nistp521", b"nistp521", &point(133)],
+            ),
+            line(
+                "sk-ecdsa-sha2-nistp256@openssh.com",
+                &[
+                    b"sk-ecdsa-sha2-nistp256@openssh.com",
+                    b"nistp256",
+                    &point(65),
+                    b"ssh:",
+                ],
+            ),
+            line("ssh-rsa", &[b"ssh-rsa", &[1, 0, 1], &modulus(2048)]),
+        ] {
+            let key = parse_key_line(&line).unwrap_or_else(|e| panic!("{line}: {e}"));
+            let word = line.split(' ').nth(1).unwrap();
+            assert_eq!(key.as_bytes(), BASE64.decode(word.as_bytes()).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_blob_that_is_not_exactly_a_key_is_refused() {
+        let ed = [7u8; 32];
+        let cases = [
+            (
+                line("ssh-ed25519", &[b"ssh-rsa", &ed]),
+                "its key data is a \"ssh-rsa\" key, not \"ssh-ed25519\"",
+            ),
+            (
+                line("ssh-ed25519", &[b"ssh-ed25519", &ed[..31]]),
+                "an ed25519 key has 32 bytes, not 31",
+            ),
+            (
+                line("ssh-ed25519", &[b"ssh-ed25519", &ed, b""]),
+                "there is more data after the key",
+            ),
+            (line("ssh-ed25519", &[b"ssh-ed25519"]), "it is cut short"),
+            (
+                line(
+                    "ecdsa-sha2-nistp256",
+                    &[b"ecdsa-sha2-nistp256", b"nistp384", &point(65)],
+                ),
+                "the curve of its key data is not nistp256",
+            ),
+            (
+                line(
+                    "ecdsa-sha2-nistp256",
+                    &[b"ecdsa-sha2-nistp256", b"nistp256", &[2; 33]],
+                ),
+                "its nistp256 point is not an uncompressed point",
+            ),
+            (
+                line("ssh-rsa", &[b"ssh-rsa", &[1, 0, 1], &[0, 0x45, 1, 2]]),
+                "its RSA modulus has a needless leading zero",
+            ),
+            (
+                line("ssh-rsa", &[b"ssh-rsa", &[0x81], &modulus(2048)]),
+                "its RSA exponent is negative",
+            ),
+            (
+                line("ssh-foo@example.com", &[b"ssh-foo@example.com", &ed]),
+                "unknown or unsupported algorithm \"ssh-foo@example.com\"",
+            ),
+        ];
+        for (line, why) in cases {
+            assert_eq!(
+                parse_key_line(&line),
+                Err(format!("not an OpenSSH public key: {why}")),
+                "{line}"
+            );
+        }
+        let cut =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFcMnCu5Au53n0Smp6vhsN8/xGdrmt2Rop3g44zKrrmD";
+        assert_eq!(
+            parse_key_line(&cut[..cut.len() - 4]),
+            Err("not an OpenSSH public key: it is cut short".to_string())
+        );
+        assert!(
+            parse_key_line("ssh-ed25519")
+                .unwrap_err()
+                .starts_with("not an OpenSSH public key: write the algorithm")
+        );
+    }
+
+    #[test]
+    fn short_rsa_keys_are_weak_not_malformed() {
+        let short = line("ssh-rsa", &[b"ssh-rsa", &[1, 0, 1], &modulus(2040)]);
+        assert_eq!(
+            parse_key_line(&short),
+            Err("RSA key of 2040 bits is too weak (at least 2048); use ed25519".to_string())
+        );
+    }
+}

@@ -730,3 +730,35 @@ fn key_files_checked_with_lines() {
         "{err}"
     );
 }
+
+/// The policy identifies a person by the blob the control channel gets from russh
+/// (`ssh_key::PublicKey::to_bytes`): for every kind of key, that blob is the one the policy
+/// kept from the `keys:` line, whatever the comment.
+#[test]
+fn the_key_a_client_presents_identifies_its_user() {
+    const RSA: &str = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQDnjz6NbVmpnoypHk7et0Y5wEgiadQjOeU8fN+AypVGPqKURSRARXNDgYHQ8O+XNT226t/iDF6dcsjpx+qDJtku5uIKLQxuu3yn+MgbZT95WZsWF+SNH54n0dBgOXg/Fx5N2g7fHHDl9kwAIEud2JeeKs7VE2KyHzznmvqqj5F9lDtQKwS2OiWFbMnAqWVnXrK9CL87gDoe9oYKgKJGHLK1NR//hiXOihfrvToMHpjQt9oiJQY7Yw0MbZ2rTVljQNOomwoZAbL1wcJ52OcEbPOmxY5KTcLQRwzojr7qacbFVZ5JlUpMgjNODH512Ppo8FsdUK4sL2YfUgzWPz9lq015 r@test";
+    const ECDSA: &str = "ecdsa-sha2-nistp521 AAAAE2VjZHNhLXNoYTItbmlzdHA1MjEAAAAIbmlzdHA1MjEAAACFBACZTV+w981JrKHy3P4aYwWDb6leaST3mlLzZoNUd2DpvWze4TIQseueMcZyO5uLq29Z0cYet05IBV82qUTByTSm8AGWu2r4z+zGBwVNszcAelmmi497akU0Nz2ccx7cV8OzkOwvwwS5YSjQYw0i+dXNkJGaJiwoutVi36TrgyORtXHARA== e@test";
+    let text = good()
+        .replacen(
+            &format!("[\"{ALICE}\"]"),
+            &format!("[\"{ALICE}\", \"{RSA}\"]"),
+            1,
+        )
+        .replacen(
+            &format!("[\"{CAROL}\"]"),
+            &format!("[\"{CAROL}\", \"{ECDSA}\"]"),
+            1,
+        );
+    let config = parse(&text, file()).unwrap();
+    for (line, user) in [
+        (ALICE, "alice"),
+        (RSA, "alice"),
+        (BOB, "bob"),
+        (ECDSA, "carol"),
+    ] {
+        let mut key = ssh_key::PublicKey::from_openssh(line).unwrap();
+        key.set_comment("what the client says");
+        let found = config.policy.identify(&key.to_bytes().unwrap());
+        assert_eq!(found.map(|u| u.name.as_str()), Some(user), "{line}");
+    }
+}
