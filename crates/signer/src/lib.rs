@@ -7,6 +7,10 @@
 //! the template is refused before signing when it could fail open (no principals, serial 0,
 //! an empty key id, an empty or inverted validity window), and the signed certificate is read
 //! back and validated against the CA before it is handed out.
+//!
+//! The config file's CA key settings (`ca_key` and its passphrase, `ca_agent`,
+//! `previous_ca_keys`) are read and checked here too ([`settings`]), so that where the CA key
+//! may come from is decided in one crate.
 
 mod agent;
 mod fast;
