@@ -112,7 +112,7 @@ impl Authority {
     /// Refuses unless `key` still identifies `user` under the policy in force: a connection
     /// authenticated before a reload that removed the key or the person gets nothing more.
     pub fn identify_again(&self, key: &PublicKey, user: &str) -> Result<(), AuthorityError> {
-        match self.policy().identify(key) {
+        match self.policy().identify(&key.to_bytes().unwrap_or_default()) {
             Some(found) if found.name == user => Ok(()),
             _ => Err(AuthorityError::Refused(format!(
                 "the key this connection authenticated with is no longer registered to {user} \

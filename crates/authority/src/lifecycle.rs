@@ -260,7 +260,7 @@ impl Authority {
         if self.host_key.as_ref().is_some_and(|k| k.key_data() == data) {
             return refuse("this CA's host key");
         }
-        match policy.identify(key) {
+        match policy.identify(&key.to_bytes().unwrap_or_default()) {
             Some(owner) if owner.name != caller.user => refuse("registered to another person"),
             _ => Ok(()),
         }

@@ -56,7 +56,9 @@ impl Authority {
     /// The user `key` identifies under the policy in force, if any: how a connection learns
     /// who is calling.
     pub fn identify(&self, key: &PublicKey) -> Option<String> {
-        self.policy().identify(key).map(|user| user.name.clone())
+        self.policy()
+            .identify(&key.to_bytes().unwrap_or_default())
+            .map(|user| user.name.clone())
     }
 
     /// Refuses unless `caller` is an auditor now, with the refusal an auditor-only operation

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use jitca_policy::Limits;
+use crate::limits::Limits;
 
 /// The counters shared by all connections.
 #[derive(Debug)]

@@ -14,6 +14,7 @@ mod commands;
 mod gate;
 mod handler;
 mod io;
+pub mod limits;
 mod quickack;
 pub mod render;
 mod server;

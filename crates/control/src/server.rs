@@ -4,8 +4,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::limits::Limits;
 use jitca_authority::Authority;
-use jitca_policy::Limits;
 use russh::keys::PrivateKey;
 use russh::server::Config;
 use std::borrow::Cow;

@@ -5,27 +5,18 @@ use std::sync::Arc;
 use chrono::Utc;
 use jitca_authority::{Notice, Notify, Request};
 use jitca_notify::{Alert, AlertKind, Notifier, Retry, Webhook};
-use jitca_policy::Hook;
 
 /// Hands the lifecycle's notices to the webhook workers; never blocks.
 pub struct Webhooks(Notifier);
 
 impl Webhooks {
     /// Starts one delivery worker per webhook; `None` when the config lists none.
-    pub fn start(hooks: &[Hook], metrics: &jitca_metrics::Metrics) -> Option<Arc<Self>> {
+    pub fn start(hooks: &[Webhook], metrics: &jitca_metrics::Metrics) -> Option<Arc<Self>> {
         if hooks.is_empty() {
             return None;
         }
-        let hooks = hooks
-            .iter()
-            .map(|h| Webhook {
-                url: h.url.clone(),
-                // The config check allowed only known names.
-                events: h.events.iter().filter_map(|e| e.parse().ok()).collect(),
-            })
-            .collect();
         Some(Arc::new(Self(Notifier::start_counted(
-            hooks,
+            hooks.to_vec(),
             Retry::default(),
             jitca_notify::QUEUE_CAPACITY,
             metrics.webhooks(),

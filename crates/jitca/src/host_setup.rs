@@ -13,10 +13,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use jitca_policy::Config;
 use ssh_key::PublicKey;
 
 use crate::cli::{HostSetupArgs, HostSetupFormat};
+use crate::config::Config;
 
 /// Where the refresh script is installed by `docs/operator.md`.
 const REFRESH_SCRIPT: &str = "/usr/local/sbin/jitca-krl-refresh";
@@ -123,7 +123,8 @@ impl Bundle {
 
         // The public half only: it needs neither the key's passphrase nor its agent.
         let mut ca_public = config
-            .ca_source
+            .ca
+            .source
             .public_key()
             .context("cannot read the CA public key")?;
         ca_public.set_comment("jitca-ca");
@@ -131,7 +132,8 @@ impl Bundle {
         let mut trusted = vec![ca_public.key_data().clone()];
         // Earlier CA keys from the config (a rotation in progress), then any given here.
         for key in config
-            .previous_ca_public_keys()
+            .ca
+            .previous_public_keys()
             .map_err(|e| anyhow!("previous_ca_keys: {e}"))?
         {
             if !trusted.contains(key.key_data()) {
@@ -522,7 +524,7 @@ echo "(systemctl enable --now jitca-krl-refresh.timer, units in deploy/)." >&2
 
 /// The config, with the checks of `jitca check`, or one line saying why not.
 fn load(path: &Path) -> Result<Config> {
-    let config = jitca_policy::load(path).and_then(|config| {
+    let config = crate::config::load(path).and_then(|config| {
         config.check_key_files()?;
         Ok(config)
     });

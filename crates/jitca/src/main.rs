@@ -8,6 +8,7 @@
 mod alerts;
 mod audit;
 mod cli;
+mod config;
 mod dev;
 mod generate;
 mod host_setup;
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
 
 /// Like `sshd -t`: exit 0 for a good config, or 1 naming the file, line and problem.
 fn check(path: &std::path::Path) -> ExitCode {
-    let config = jitca_policy::load(path).and_then(|config| {
+    let config = config::load(path).and_then(|config| {
         config.check_key_files()?;
         Ok(config)
     });

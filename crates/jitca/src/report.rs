@@ -25,7 +25,7 @@ pub fn run(args: ReportArgs) -> Result<()> {
     let config = args
         .config
         .as_deref()
-        .map(|path| jitca_policy::load(path).map_err(|e| anyhow!("invalid config:\n{e}")))
+        .map(|path| crate::config::load(path).map_err(|e| anyhow!("invalid config:\n{e}")))
         .transpose()?;
     let data = match (&args.data, &config) {
         (Some(dir), _) => dir.clone(),

@@ -7,7 +7,6 @@ use anyhow::{Context, Result, anyhow};
 use jitca_authority::{AuditRecord, Authority, EventKind, Settings, audit::DAEMON};
 use jitca_control::ServerOptions;
 use jitca_metrics::{Metrics, Reload};
-use jitca_policy::{Config, LogFormat};
 use jitca_signer::CertAuthority;
 use jitca_store::SledStore;
 use tokio::net::TcpListener;
@@ -15,6 +14,7 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
 use crate::cli::ServeArgs;
+use crate::config::{Config, LogFormat};
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let config_path = match &args.config {
@@ -94,7 +94,7 @@ fn load(path: &std::path::Path, keys: KeyCheck) -> Result<Config> {
 
 /// The config file, parsed and validated; the key files are not looked at yet.
 fn read(path: &std::path::Path) -> Result<Config> {
-    jitca_policy::load(path).map_err(|e| anyhow!("invalid config:\n{e}"))
+    crate::config::load(path).map_err(|e| anyhow!("invalid config:\n{e}"))
 }
 
 /// Logs the config's warnings and checks its key files.
@@ -117,16 +117,17 @@ async fn serve(
 ) -> Result<()> {
     // Opened (and checked) before anything else: the key file's owner and mode, the passphrase,
     // or an agent that holds the key. Only where the key is and its fingerprint are logged.
-    let signer = CertAuthority::open(&config.ca_source)?;
+    let signer = CertAuthority::open(&config.ca.source)?;
     let ca_fingerprint = signer
         .public_key()
         .fingerprint(ssh_key::HashAlg::Sha256)
         .to_string();
-    tracing::info!(source = %config.ca_source, fingerprint = %ca_fingerprint, "CA key ready");
+    tracing::info!(source = %config.ca.source, fingerprint = %ca_fingerprint, "CA key ready");
     let host_key = jitca_signer::load_private_key(&config.host_key)?;
     let store = Arc::new(SledStore::open(&config.data_dir)?);
     let earlier_cas = config
-        .previous_ca_public_keys()
+        .ca
+        .previous_public_keys()
         .map_err(|e| anyhow!("previous_ca_keys: {e}"))?;
     let metrics = Metrics::new();
     let webhooks = crate::alerts::Webhooks::start(&config.notify, &metrics);
@@ -282,7 +283,7 @@ async fn blocking<T: Send + 'static>(
 /// Settings read only at start: a reload that changes them says they wait for a restart.
 #[derive(PartialEq)]
 struct Fixed {
-    notify: Vec<jitca_policy::Hook>,
+    notify: Vec<jitca_notify::Webhook>,
     mfa_key: std::path::PathBuf,
     audit_key: std::path::PathBuf,
     checkpoint_interval: Duration,

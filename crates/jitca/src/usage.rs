@@ -14,17 +14,19 @@ use crate::cli::UsageArgs;
 const ACTOR: &str = "jitca-usage";
 
 pub fn run(args: UsageArgs) -> Result<()> {
-    let config = jitca_policy::load(&args.config).map_err(|e| anyhow!("{e}"))?;
+    let config = crate::config::load(&args.config).map_err(|e| anyhow!("{e}"))?;
     let mut cas = vec![
         config
-            .ca_source
+            .ca
+            .source
             .public_key()
             .map_err(|e| anyhow!("the CA public key: {e}"))?
             .fingerprint(HashAlg::Sha256)
             .to_string(),
     ];
     for key in config
-        .previous_ca_public_keys()
+        .ca
+        .previous_public_keys()
         .map_err(|e| anyhow!("previous_ca_keys: {e}"))?
     {
         cas.push(key.fingerprint(HashAlg::Sha256).to_string());

@@ -20,6 +20,7 @@
 //! ```
 
 mod deliver;
+pub mod settings;
 pub mod text;
 
 use std::fmt;
@@ -107,7 +108,7 @@ impl FromStr for AlertKind {
 /// `Debug` shows only `scheme://host:port` of the URL, since the rest is usually a credential.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Webhook {
-    /// Where alerts are POSTed (the config check, `jitca_policy`, has vetted it).
+    /// Where alerts are POSTed (the config check, [`settings::check_url`], has vetted it).
     pub url: String,
     /// The kinds this endpoint wants; empty means every kind.
     pub events: Vec<AlertKind>,

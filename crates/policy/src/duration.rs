@@ -64,7 +64,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         "d" => 24 * 60 * 60,
         "" => return Err(DurationError::MissingUnit),
         u if u.starts_with(['.', ',']) => return Err(DurationError::Fraction),
-        u => return Err(DurationError::BadUnit(crate::names::show(u))),
+        u => return Err(DurationError::BadUnit(crate::show::show(u))),
     };
     let number: u64 = digits.parse().map_err(|_| DurationError::Overflow)?;
     number

@@ -77,7 +77,7 @@ impl fmt::Display for YamlPath {
                     if plain {
                         f.write_str(key)?;
                     } else {
-                        f.write_str(&crate::names::show(key))?;
+                        f.write_str(&crate::show::show(key))?;
                     }
                 }
                 Segment::Index(index) => write!(f, "[{index}]")?,

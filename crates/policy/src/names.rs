@@ -8,6 +8,8 @@
 use std::time::Duration;
 
 use crate::duration::{DurationError, parse_duration};
+use crate::show::is_invisible_format;
+pub use crate::show::show;
 
 /// Longest host name (DNS limit).
 pub const MAX_HOST_NAME: usize = 253;
@@ -100,28 +102,6 @@ pub enum InputError {
     },
 }
 
-/// `text` in double quotes with everything but printable ASCII escaped (`\u{1b}`), cut after
-/// 64 characters, so that echoing user input can never forge terminal output or log lines.
-pub fn show(text: &str) -> String {
-    const LIMIT: usize = 64;
-    let mut out = String::with_capacity(text.len().min(LIMIT) + 2);
-    out.push('"');
-    for (i, c) in text.chars().enumerate() {
-        if i == LIMIT {
-            out.push_str("...");
-            break;
-        }
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            ' '..='~' => out.push(c),
-            _ => out.extend(c.escape_unicode()),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// A character described for a message, never raw unless it is printable ASCII.
 fn describe(c: char) -> String {
     match c {
@@ -134,12 +114,6 @@ fn describe(c: char) -> String {
         c if c.is_whitespace() => format!("a space character (U+{:04X})", c as u32),
         c => format!("a non-ASCII character (U+{:04X})", c as u32),
     }
-}
-
-/// Bidi overrides and isolates and zero-width characters: they make text display differently
-/// from what it is (CVE-2021-42574 "Trojan Source").
-pub(crate) fn is_invisible_format(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// Checks length, alphabet and first character shared by hosts, logins and names.

@@ -7,10 +7,15 @@
 //! the template is refused before signing when it could fail open (no principals, serial 0,
 //! an empty key id, an empty or inverted validity window), and the signed certificate is read
 //! back and validated against the CA before it is handed out.
+//!
+//! The config file's CA key settings (`ca_key` and its passphrase, `ca_agent`,
+//! `previous_ca_keys`) are read and checked here too ([`settings`]), so that where the CA key
+//! may come from is decided in one crate.
 
 mod agent;
 mod fast;
 mod keys;
+pub mod settings;
 mod source;
 
 pub use agent::AGENT_TIMEOUT;
@@ -18,6 +23,7 @@ pub use keys::{
     check_private_file, check_subject_key, generate_ed25519, load_private_key, open_private_file,
     write_private_key,
 };
+pub use settings::{CaSettings, CaText};
 pub use source::{CREDENTIALS_DIRECTORY, CaKeySource, Passphrase};
 
 use std::collections::BTreeMap;
