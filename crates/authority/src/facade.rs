@@ -103,10 +103,14 @@ impl Authority {
 
     /// Put `policy` in force: after every issuance decided under the old one has committed,
     /// before any decided under the new one starts.
-    pub(crate) fn put_in_force(&self, policy: Policy) {
+    /// `record` runs in the same exclusive step, so the reload's audit record sits in the
+    /// chain exactly between the decisions taken under the old policy and the new one.
+    pub(crate) fn put_in_force<T>(&self, policy: Policy, record: impl FnOnce() -> T) -> T {
         let _commit = self.commit.write().expect("commit lock");
         *self.policy.write().expect("policy lock") = Arc::new(policy);
+        let recorded = record();
         self.generation.send_modify(|g| *g += 1);
+        recorded
     }
 
     /// Refuses unless `key` still identifies `user` under the policy in force: a connection

@@ -268,6 +268,8 @@ impl Authority {
 
     /// Ends a pending request.
     pub fn deny(&self, caller: &Caller, id: &str, reason: &str) -> Result<Request, AuthorityError> {
+        // Held until the denial is committed, like an approval: a reload orders against it.
+        let _commit = self.committing();
         let policy = self.policy();
         let Changed::Written(next) = self.change_request::<Infallible>(id, |current| {
             let request = &current.request;

@@ -492,7 +492,6 @@ impl Authority {
             p.users().map(|u| u.name.clone()).collect()
         };
         let (before, after) = (names(&old), names(&policy));
-        self.put_in_force(policy);
         let event = AuditRecord::new(EventKind::ConfigReloaded, DAEMON)
             .with("file", file.display().to_string())
             .with("users_added", after.difference(&before).collect::<Vec<_>>())
@@ -500,7 +499,10 @@ impl Authority {
                 "users_removed",
                 before.difference(&after).collect::<Vec<_>>(),
             );
-        match self.store.append_audit(std::slice::from_ref(&event)) {
+        let appended = self.put_in_force(policy, || {
+            self.store.append_audit(std::slice::from_ref(&event))
+        });
+        match appended {
             Ok(_) => self.durable_or_retry(),
             Err(e) => {
                 tracing::error!(error = %e, "cannot record the config reload in the audit log; \
