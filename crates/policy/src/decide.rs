@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use crate::duration::format_duration;
 use crate::keys::UserKey;
-use crate::proof::{Decided, Eligible};
 use serde::{Deserialize, Serialize};
+
+mod proof;
+pub use proof::{Decided, Eligible};
 
 /// A registered person: their SSH keys identify them on the control channel.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,11 +19,10 @@ pub mod duration;
 pub mod keys;
 pub mod locate;
 pub mod names;
-pub mod proof;
 pub mod show;
 
 pub use config::{KNOWN_EXTENSIONS, Parsed, PolicyText, parse};
-pub use decide::{Ask, Denial, Grant, Policy, ReasonPattern, Rule, User};
+pub use decide::{Ask, Decided, Denial, Eligible, Grant, Policy, ReasonPattern, Rule, User};
 pub use document::{ConfigError, ConfigErrors, Problems};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use keys::UserKey;
@@ -32,4 +31,3 @@ pub use names::{
     InputError, check_host_name, check_login, check_name, check_reason, parse_host_list,
     parse_login_list, parse_request_duration,
 };
-pub use proof::{Decided, Eligible};

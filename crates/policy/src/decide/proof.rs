@@ -10,7 +10,7 @@
 //! [`Policy::decide`]: crate::Policy::decide
 //! [`Policy::check_approver`]: crate::Policy::check_approver
 
-use crate::decide::Grant;
+use super::Grant;
 
 /// The policy's decision on a request as it is made: `requester` may have exactly `grant`.
 #[derive(Debug, PartialEq, Eq)]
