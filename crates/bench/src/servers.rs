@@ -308,7 +308,7 @@ rm -f "$work/$$.pub" "$work/$$-cert.pub"
 
 /// A real `sshd` on a loopback port (test-style: its own host key and pid file, no PAM, no
 /// strict modes), the client's key in its authorized keys, and a `ForceCommand` running
-/// [`CA_SCRIPT`] as [`SHELL_CA_ACCOUNT`].
+/// the shell CA script (`CA_SCRIPT`) as [`SHELL_CA_ACCOUNT`].
 pub struct ShellCa {
     pub dir: TempDir,
     child: Child,

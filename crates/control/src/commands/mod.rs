@@ -210,7 +210,7 @@ fn split(line: &[u8]) -> Result<(String, Vec<String>), Failure> {
     Ok((name, words))
 }
 
-/// What a command line asks for, once checked as [`dispatch`] checks it before the command
+/// What a command line asks for, once checked as `dispatch` checks it before the command
 /// does anything (reads stdin, calls the authority). See [`crate::check_command_line`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CheckedCommand {
