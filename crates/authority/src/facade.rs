@@ -85,7 +85,7 @@ impl Authority {
     }
 
     /// The policy in force.
-    pub fn policy(&self) -> Arc<Policy> {
+    pub(crate) fn policy(&self) -> Arc<Policy> {
         self.policy.read().expect("policy lock").clone()
     }
 
