@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
-use jitca_store::{AuditQuery, AuditRecord, EventKind, Issuance, Request, Store};
+use jitca_store::{AuditQuery, AuditRecord, ChainBreak, EventKind, Head, Issuance, Request, Store};
 
 use crate::{AuthorityError, Caller};
 
@@ -120,6 +120,20 @@ pub(crate) fn refused(caller: &Caller, line: &str, message: &str) -> AuditRecord
     r.source = Some(caller.source.clone());
     r.reason = Some(message.to_string());
     r
+}
+
+/// A verification of the chain by `caller` (`event`: an `audit_verified` record, with what
+/// was checked against), and what it found.
+pub(crate) fn verified(
+    mut event: AuditRecord,
+    caller: &Caller,
+    outcome: &Result<Head, ChainBreak>,
+) -> AuditRecord {
+    event.source = Some(caller.source.clone());
+    match outcome {
+        Ok(head) => event.with("result", "intact").with("records", head.seq),
+        Err(b) => event.with("result", b.to_string()),
+    }
 }
 
 pub(crate) fn audit_read(caller: &Caller, query: &AuditQuery) -> AuditRecord {

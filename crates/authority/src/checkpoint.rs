@@ -261,15 +261,10 @@ impl Authority {
         let checkpoint =
             Checkpoint::verify(signed, key.public_key()).map_err(AuthorityError::Refused)?;
         let outcome = check_chain(self.store.as_ref(), &checkpoint)?;
-        let mut event = AuditRecord::new(EventKind::AuditVerified, &caller.user)
+        let event = AuditRecord::new(EventKind::AuditVerified, &caller.user)
             .with("checkpoint_records", checkpoint.records)
             .with("checkpoint_head", &checkpoint.head);
-        event.source = Some(caller.source.clone());
-        let event = match &outcome {
-            Ok(head) => event.with("result", "intact").with("records", head.seq),
-            Err(b) => event.with("result", b.to_string()),
-        };
-        self.record(event)?;
+        self.record(crate::audit::verified(event, caller, &outcome))?;
         Ok(outcome)
     }
 }

@@ -85,13 +85,8 @@ impl Authority {
     ) -> Result<Result<Head, ChainBreak>, AuthorityError> {
         self.ensure_auditor(caller)?;
         let outcome = jitca_store::verify_audit(self.store.as_ref())?;
-        let mut event = AuditRecord::new(EventKind::AuditVerified, &caller.user);
-        event.source = Some(caller.source.clone());
-        let event = match &outcome {
-            Ok(head) => event.with("result", "intact").with("records", head.seq),
-            Err(b) => event.with("result", b.to_string()),
-        };
-        self.record(event)?;
+        let event = AuditRecord::new(EventKind::AuditVerified, &caller.user);
+        self.record(audit::verified(event, caller, &outcome))?;
         Ok(outcome)
     }
 
