@@ -30,7 +30,12 @@ pub fn open(dir: &Path) -> Result<SledStore> {
             dir.display()
         );
     }
-    SledStore::open(dir).map_err(|e| {
+    // Never packs an old store's audit chain: this command does not write to the store.
+    let options = jitca_store::StoreOptions {
+        pack_at_open: false,
+        ..jitca_store::StoreOptions::default()
+    };
+    SledStore::open_with(dir, &options).map_err(|e| {
         anyhow!("{e} (stop the daemon first, or read the log over the control channel)")
     })
 }

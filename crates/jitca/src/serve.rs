@@ -124,7 +124,13 @@ async fn serve(
         .to_string();
     tracing::info!(source = %config.ca_source, fingerprint = %ca_fingerprint, "CA key ready");
     let host_key = jitca_signer::load_private_key(&config.host_key)?;
-    let store = Arc::new(SledStore::open(&config.data_dir)?);
+    let store = Arc::new(SledStore::open_with(
+        &config.data_dir,
+        &jitca_store::StoreOptions {
+            cache_bytes: config.store_cache,
+            ..jitca_store::StoreOptions::default()
+        },
+    )?);
     let earlier_cas = config
         .previous_ca_public_keys()
         .map_err(|e| anyhow!("previous_ca_keys: {e}"))?;
@@ -288,6 +294,7 @@ struct Fixed {
     checkpoint_interval: Duration,
     listen: std::net::SocketAddr,
     data_dir: std::path::PathBuf,
+    store_cache: u64,
     metrics_listen: Option<std::net::SocketAddr>,
     log_format: LogFormat,
 }
@@ -301,6 +308,7 @@ impl Fixed {
             checkpoint_interval: config.checkpoint_interval,
             listen: config.listen,
             data_dir: config.data_dir.clone(),
+            store_cache: config.store_cache,
             metrics_listen: config.metrics_listen,
             log_format: config.log_format,
         }
@@ -327,7 +335,7 @@ async fn reload_on_sighup(
             Ok(config) => {
                 if Fixed::of(&config) != fixed {
                     tracing::warn!(
-                        "listen, data_dir, mfa_key, audit_key, checkpoint_interval, notify, \
+                        "listen, data_dir, store_cache, mfa_key, audit_key, checkpoint_interval, notify, \
                          metrics_listen or log_format changed: they take effect at the next \
                          restart; the rest of the config is reloaded now"
                     );

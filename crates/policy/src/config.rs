@@ -60,6 +60,10 @@ pub const DEFAULT_MFA_KEY: &str = "mfa.key";
 pub const DEFAULT_AUDIT_KEY: &str = "audit_ed25519";
 /// `checkpoint_interval` when the file does not say.
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60 * 60);
+/// `store_cache` when the file does not say: the most memory the store's page cache takes.
+pub const DEFAULT_STORE_CACHE: u64 = 64 * 1024 * 1024;
+/// The smallest `store_cache`: below it sled reads the same pages again and again.
+pub const MIN_STORE_CACHE: u64 = 1024 * 1024;
 /// The longest `checkpoint_interval`.
 pub const MAX_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// The alerts a webhook may subscribe to (`notify: - events:`).
@@ -215,6 +219,8 @@ pub struct Config {
     pub audit_key_line: Option<usize>,
     /// How often the daemon writes a signed checkpoint of the audit chain.
     pub checkpoint_interval: Duration,
+    /// The most memory the store's page cache takes, in bytes (`store_cache: 64MiB`).
+    pub store_cache: u64,
     /// Webhooks alerted of requests, decisions, break-glass, revocations and reviews due.
     pub notify: Vec<Hook>,
     /// What is allowed but probably not meant: groups named in rules (or `auditors`,
@@ -425,6 +431,7 @@ struct RawConfig {
     mfa_key: Option<String>,
     audit_key: Option<String>,
     checkpoint_interval: Option<String>,
+    store_cache: Option<String>,
     notify: Option<Vec<RawHook>>,
 }
 
@@ -702,6 +709,26 @@ fn validate(
             problems,
         ),
     };
+    let store_cache = match raw.store_cache {
+        None => Some(DEFAULT_STORE_CACHE),
+        Some(text) => match parse_size(&text) {
+            Some(n) if n >= MIN_STORE_CACHE => Some(n),
+            Some(_) => {
+                problems.at(&root.key("store_cache"), "must be at least 1MiB");
+                None
+            }
+            None => {
+                problems.at(
+                    &root.key("store_cache"),
+                    format_args!(
+                        "cannot read {}: give a size such as 64MiB or 1GiB",
+                        show(&text)
+                    ),
+                );
+                None
+            }
+        },
+    };
     let notify = validate_notify(raw.notify.unwrap_or_default(), problems);
 
     let policy = Policy::new(
@@ -737,6 +764,7 @@ fn validate(
         audit_key,
         audit_key_line: index.nth_line(&root.key("audit_key"), 0),
         checkpoint_interval: checkpoint_interval?,
+        store_cache: store_cache?,
         notify,
         warnings: Vec::new(),
     })
@@ -864,6 +892,23 @@ fn validate_limits(raw: RawLimits, path: &YamlPath, problems: &mut Problems<'_>)
 }
 
 /// A duration from the file: readable, more than zero, at most `max`.
+/// A size in bytes: a whole number and one of `KiB`, `MiB`, `GiB` (or none: bytes).
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim() {
+        "" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1 << shift)
+}
+
 fn checked_duration(
     text: &str,
     max: Duration,
@@ -2203,6 +2248,27 @@ rules:
         assert_eq!(config.mfa_key, Path::new("/etc/jitca/mfa.key"));
         assert_eq!(config.notify.len(), 1);
         assert_eq!(config.notify[0].events, ["break_glass", "review_due"]);
+    }
+
+    #[test]
+    fn store_cache_is_a_size_with_a_default() {
+        assert_eq!(parse("", file()).unwrap().store_cache, DEFAULT_STORE_CACHE);
+        assert_eq!(DEFAULT_STORE_CACHE, 64 << 20);
+        let set = |text: &str| parse(&format!("store_cache: {text}\n"), file()).unwrap();
+        assert_eq!(set("256MiB").store_cache, 256 << 20);
+        assert_eq!(set("2GiB").store_cache, 2 << 30);
+        assert_eq!(set("4096KiB").store_cache, 4 << 20);
+        assert_eq!(set("1048576").store_cache, 1 << 20);
+        assert_eq!(
+            errors("store_cache: 64MB\n"),
+            [
+                "/etc/jitca/jitca.yaml:1: store_cache: cannot read \"64MB\": give a size such as 64MiB or 1GiB"
+            ]
+        );
+        assert_eq!(
+            errors("store_cache: 512KiB\n"),
+            ["/etc/jitca/jitca.yaml:1: store_cache: must be at least 1MiB"]
+        );
     }
 
     #[test]

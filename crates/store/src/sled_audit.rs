@@ -633,6 +633,18 @@ mod tests {
             (head, every_line(&store), by_user(&store, "u3"))
         };
         assert_eq!(head.seq, 2 * BLOCK + 100);
+        {
+            // A reader that must not write reads the old layout as it is.
+            let reader = StoreOptions {
+                pack_at_open: false,
+                ..StoreOptions::default()
+            };
+            let store = SledStore::open_with(dir.path(), &reader).unwrap();
+            assert_eq!(store.packed().unwrap(), 0);
+            assert_eq!(store.audit.len() as u64, 2 * BLOCK + 100);
+            assert_eq!(verify_audit(&store).unwrap().unwrap(), head);
+            assert_eq!(by_user(&store, "u3"), alice);
+        }
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.packed().unwrap(), 2 * BLOCK);
         assert_eq!(
@@ -709,6 +721,7 @@ mod tests {
         drop(store);
         let options = StoreOptions {
             cache_bytes: 8 * 1024 * 1024,
+            ..StoreOptions::default()
         };
         let store = SledStore::open_with(dir.path(), &options).unwrap();
         assert_eq!(store.cache_bytes(), 8 * 1024 * 1024);

@@ -56,6 +56,10 @@ pub struct StoreOptions {
     /// let the daemon hold most of a large store in memory; pages not cached are read again
     /// from the file (and the kernel's page cache) when needed.
     pub cache_bytes: u64,
+    /// Whether opening packs a store written before packing existed (`crate::sled_audit`).
+    /// False for a reader that must not write, such as the offline `jitca audit` (a store
+    /// under investigation is evidence): it reads the old layout as it is.
+    pub pack_at_open: bool,
 }
 
 impl StoreOptions {
@@ -67,6 +71,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             cache_bytes: Self::DEFAULT_CACHE_BYTES,
+            pack_at_open: true,
         }
     }
 }
@@ -136,8 +141,9 @@ impl SledStore {
     }
 
     /// Opens (or creates) the store in `dir`. A store written before the audit chain was
-    /// packed (`crate::sled_audit`) is packed here, once: about 6 s per 1,000,000 records
-    /// (docs/benchmarks.md); `audit verify` gives the same head and count before and after.
+    /// packed (`crate::sled_audit`) is packed here, once, unless [`StoreOptions::pack_at_open`]
+    /// is false (docs/benchmarks.md has the time it takes); `audit verify` gives the same head
+    /// and count before and after.
     pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         let open_err = |reason: String| StoreError::Open {
             path: dir.display().to_string(),
@@ -173,7 +179,9 @@ impl SledStore {
             serials: std::sync::Mutex::new(Reserved::default()),
         };
         store.index_pending()?;
-        store.pack_due()?;
+        if options.pack_at_open {
+            store.pack_due()?;
+        }
         Ok(store)
     }
 
