@@ -154,28 +154,59 @@ fn corrupt(key: String, reason: &str) -> StoreError {
     }
 }
 
-/// A frame's value: the format byte and the zstd frame of its lines joined by `\n` (a JSON
-/// line never holds a raw newline).
-fn encode_frame(lines: &[sled::IVec]) -> Vec<u8> {
-    let joined = lines.join(&b'\n');
+/// A packed value: the format byte, then the text as one zstd frame (whose header holds the
+/// text's length). One compressor serves a whole block: making a zstd context for each small
+/// frame cost more than compressing it.
+fn pack_value(zstd: &mut zstd::bulk::Compressor<'_>, text: &[u8]) -> Vec<u8> {
     let mut value = vec![FORMAT];
-    value.extend(zstd::bulk::compress(&joined, LEVEL).expect("compressing to memory"));
+    value.extend(zstd.compress(text).expect("compressing to memory"));
     value
 }
 
-/// A frame's lines, in order.
-fn decode_frame(first: u64, value: &[u8]) -> Result<Vec<u8>, StoreError> {
-    let bad = |reason: &str| corrupt(format!("audit frame {first}"), reason);
-    match value.split_first() {
-        Some((&FORMAT, packed)) => zstd::stream::decode_all(packed).map_err(|_| bad("unreadable")),
-        _ => Err(bad("unknown format")),
+/// The most text one packed value may claim: more is a damaged length, not a frame of 8 lines.
+const MAX_TEXT: usize = 256 << 20;
+
+/// Decompresses packed values with one zstd context: a query may open thousands of small
+/// values, and a context made for each took most of its time.
+pub(crate) struct Unpacker(zstd::bulk::Decompressor<'static>);
+
+impl Unpacker {
+    fn new() -> Result<Self, StoreError> {
+        zstd::bulk::Decompressor::new()
+            .map(Self)
+            .map_err(|e| StoreError::Io(format!("cannot start zstd: {e}")))
+    }
+
+    /// The text of a value made by [`pack_value`]; `what` names it in an error.
+    fn open(&mut self, value: &[u8], what: impl Fn() -> String) -> Result<Vec<u8>, StoreError> {
+        let bad = |reason: &str| corrupt(what(), reason);
+        let (&format, rest) = value.split_first().ok_or_else(|| bad("empty"))?;
+        if format != FORMAT {
+            return Err(bad("unknown format"));
+        }
+        let len = match zstd::zstd_safe::get_frame_content_size(rest) {
+            Ok(Some(len)) if len <= MAX_TEXT as u64 => len as usize,
+            _ => return Err(bad("unreadable")),
+        };
+        let text = self
+            .0
+            .decompress(rest, len)
+            .map_err(|_| bad("unreadable"))?;
+        if text.len() != len {
+            return Err(bad("unreadable"));
+        }
+        Ok(text)
     }
 }
 
-/// A postings value: each name (sorted) with the offsets in its block of the records naming
-/// it: `u16` name length, name, `u16` count, `u16` offsets, all little-endian, zstd-compressed
-/// after the format byte.
-fn encode_postings(postings: &BTreeMap<Vec<u8>, Vec<u16>>) -> Vec<u8> {
+/// A frame's text: its lines joined by `\n` (a JSON line never holds a raw newline).
+fn frame_text(lines: &[sled::IVec]) -> Vec<u8> {
+    lines.join(&b'\n')
+}
+
+/// A postings value's text: each name (sorted) with the offsets in its block of the records
+/// naming it: `u16` name length, name, `u16` count, `u16` offsets, all little-endian.
+fn postings_text(postings: &BTreeMap<Vec<u8>, Vec<u16>>) -> Vec<u8> {
     let mut raw = Vec::new();
     for (name, offsets) in postings {
         let len = u16::try_from(name.len()).expect("names are short");
@@ -187,18 +218,19 @@ fn encode_postings(postings: &BTreeMap<Vec<u8>, Vec<u16>>) -> Vec<u8> {
             raw.extend_from_slice(&offset.to_le_bytes());
         }
     }
-    let mut value = vec![FORMAT];
-    value.extend(zstd::bulk::compress(&raw, LEVEL).expect("compressing to memory"));
-    value
+    raw
 }
 
 /// The offsets that `name` has in a postings value.
-fn lookup_postings(block: u64, value: &[u8], name: &[u8]) -> Result<Vec<u16>, StoreError> {
-    let bad = || corrupt(format!("audit postings of block {block}"), "unreadable");
-    let raw = match value.split_first() {
-        Some((&FORMAT, packed)) => zstd::stream::decode_all(packed).map_err(|_| bad())?,
-        _ => return Err(bad()),
-    };
+fn lookup_postings(
+    unpacker: &mut Unpacker,
+    block: u64,
+    value: &[u8],
+    name: &[u8],
+) -> Result<Vec<u16>, StoreError> {
+    let what = || format!("audit postings of block {block}");
+    let raw = unpacker.open(value, what)?;
+    let bad = || corrupt(what(), "unreadable");
     let mut rest = raw.as_slice();
     let mut take = |n: usize| -> Result<&[u8], StoreError> {
         if rest.len() < n {
@@ -231,8 +263,8 @@ fn block_of(seq: u64) -> u64 {
 }
 
 /// The last frame read, kept so that the matches of one frame decompress it once.
-#[derive(Default)]
 struct FrameCache {
+    unpacker: Unpacker,
     first: u64,
     /// The frame's decompressed text and where each of its lines starts.
     text: Vec<u8>,
@@ -240,6 +272,15 @@ struct FrameCache {
 }
 
 impl FrameCache {
+    fn new() -> Result<Self, StoreError> {
+        Ok(Self {
+            unpacker: Unpacker::new()?,
+            first: 0,
+            text: Vec::new(),
+            starts: Vec::new(),
+        })
+    }
+
     fn line(&self, i: usize) -> &[u8] {
         let end = self
             .starts
@@ -249,7 +290,9 @@ impl FrameCache {
     }
 
     fn load(&mut self, first: u64, value: &[u8]) -> Result<(), StoreError> {
-        self.text = decode_frame(first, value)?;
+        self.text = self
+            .unpacker
+            .open(value, || format!("audit frame {first}"))?;
         self.first = first;
         self.starts.clear();
         self.starts.push(0);
@@ -337,10 +380,15 @@ impl SledStore {
             }
             stale.extend(index_keys(record));
         }
+        let mut zstd = zstd::bulk::Compressor::new(LEVEL)
+            .map_err(|e| StoreError::Io(format!("cannot start zstd: {e}")))?;
         let frames: Vec<(u64, Vec<u8>)> = lines
             .chunks(FRAME as usize)
             .enumerate()
-            .map(|(i, chunk)| (first + i as u64 * FRAME, encode_frame(chunk)))
+            .map(|(i, chunk)| {
+                let key = first + i as u64 * FRAME;
+                (key, pack_value(&mut zstd, &frame_text(chunk)))
+            })
             .collect();
         let postings: Vec<(Vec<u8>, Vec<u8>)> = TAGS
             .iter()
@@ -348,7 +396,7 @@ impl SledStore {
             .map(|(tag, p)| {
                 let mut key = vec![*tag];
                 key.extend_from_slice(&first.to_be_bytes());
-                (key, encode_postings(p))
+                (key, pack_value(&mut zstd, &postings_text(p)))
             })
             .collect();
         let outcome = (
@@ -450,7 +498,7 @@ impl SledStore {
         let _reading = self.packing.read().unwrap_or_else(|e| e.into_inner());
         let head = self.audit_head_now()?;
         let packed = self.packed()?;
-        let mut cache = FrameCache::default();
+        let mut cache = FrameCache::new()?;
         let mut lo = query.after_seq.map_or(1, |s| s.saturating_add(1));
         let mut hi = head.seq;
         if let Some(since) = query.since {
@@ -478,7 +526,7 @@ impl SledStore {
                         let (k, value) = item.map_err(io)?;
                         let block = be_u64(&k[1..])
                             .ok_or_else(|| corrupt("audit postings key".into(), "not a seq"))?;
-                        for offset in lookup_postings(block, &value, &name)? {
+                        for offset in lookup_postings(&mut cache.unpacker, block, &value, &name)? {
                             let seq = block + u64::from(offset);
                             if seq < lo || seq > hi.min(packed) {
                                 continue;
@@ -540,7 +588,7 @@ impl SledStore {
         visit: &mut dyn FnMut(u64, &[u8]) -> bool,
     ) -> Result<(), StoreError> {
         let _reading = self.packing.read().unwrap_or_else(|e| e.into_inner());
-        let mut cache = FrameCache::default();
+        let mut cache = FrameCache::new()?;
         for item in self.frames.iter() {
             let (key, value) = item.map_err(io)?;
             // A key that is not 8 bytes cannot be a seq: its lines go as seq 0, so the
@@ -691,7 +739,8 @@ mod tests {
         assert_eq!(store.packed().unwrap(), BLOCK);
         // Record 42 is the second line of the frame at 41: change one byte of it.
         let frame = store.frames.get(41u64.to_be_bytes()).unwrap().unwrap();
-        let text = String::from_utf8(decode_frame(41, &frame).unwrap()).unwrap();
+        let mut unpacker = Unpacker::new().unwrap();
+        let text = String::from_utf8(unpacker.open(&frame, String::new).unwrap()).unwrap();
         let mut lines: Vec<sled::IVec> = text.split('\n').map(|l| l.as_bytes().into()).collect();
         let changed = String::from_utf8(lines[1].to_vec())
             .unwrap()
@@ -699,7 +748,13 @@ mod tests {
         lines[1] = changed.as_bytes().into();
         store
             .frames
-            .insert(41u64.to_be_bytes(), encode_frame(&lines))
+            .insert(
+                41u64.to_be_bytes(),
+                pack_value(
+                    &mut zstd::bulk::Compressor::new(LEVEL).unwrap(),
+                    &frame_text(&lines),
+                ),
+            )
             .unwrap();
         let broken = verify_audit(&store).unwrap().unwrap_err();
         assert_eq!(broken.seq, 42, "{broken}");
