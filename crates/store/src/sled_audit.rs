@@ -32,14 +32,14 @@ use crate::sled_store::{Abort, HEAD_KEY, SledStore, TxResult, io, tx_error};
 /// Records per packed block: the unit of the postings and of one packing transaction.
 pub(crate) const BLOCK: u64 = 1024;
 /// Records per zstd frame: a query decompresses whole frames, so a small frame reads little
-/// beside its match; a large one compresses better. 8 lines of about 390 bytes compress to
-/// about a third (docs/benchmarks.md).
+/// beside its match; a large one compresses better. With 8 lines of about 390 bytes a store
+/// takes about 215 bytes per event in all (docs/benchmarks.md).
 pub(crate) const FRAME: u64 = 8;
 /// The last packed seq (8 bytes big-endian; absent: nothing packed).
 const PACKED_KEY: &[u8] = b"audit_packed";
 /// The first byte of every frame and postings value: their layout's version.
 const FORMAT: u8 = 1;
-/// zstd's level: its default, fast to write; higher levels gained little on these lines.
+/// zstd's level: its default, fast to write (other levels were not measured).
 const LEVEL: i32 = 3;
 /// The kinds of names indexed: user, host, request id, serial.
 const TAGS: [u8; 4] = [b'u', b'h', b'r', b's'];
@@ -168,7 +168,7 @@ const MAX_TEXT: usize = 256 << 20;
 
 /// Decompresses packed values with one zstd context: a query may open thousands of small
 /// values, and a context made for each took most of its time.
-pub(crate) struct Unpacker(zstd::bulk::Decompressor<'static>);
+struct Unpacker(zstd::bulk::Decompressor<'static>);
 
 impl Unpacker {
     fn new() -> Result<Self, StoreError> {

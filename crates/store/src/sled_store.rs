@@ -1,7 +1,6 @@
 //! The sled backend: a tree of requests keyed by id, the ids of the pending ones, the audit
-//! chain keyed by seq, an index of the audit chain by user, host, request and serial, and a
-//! tree of counters and the chain's head. Changes that touch several trees are one sled
-//! transaction.
+//! chain (its packed blocks and its tail, `crate::sled_audit`), and a tree of counters and the
+//! chain's head. Changes that touch several trees are one sled transaction.
 
 use std::path::Path;
 
