@@ -30,6 +30,8 @@ pub fn open(dir: &Path) -> Result<SledStore> {
             dir.display()
         );
     }
+    // Opening writes nothing to the chain, and this command appends nothing: a store under
+    // investigation stays as it was.
     SledStore::open(dir).map_err(|e| {
         anyhow!("{e} (stop the daemon first, or read the log over the control channel)")
     })

@@ -124,7 +124,17 @@ async fn serve(
         .to_string();
     tracing::info!(source = %config.ca.source, fingerprint = %ca_fingerprint, "CA key ready");
     let host_key = jitca_signer::load_private_key(&config.host_key)?;
-    let store = Arc::new(SledStore::open(&config.data_dir)?);
+    let store = Arc::new(SledStore::open_with(
+        &config.data_dir,
+        &jitca_store::StoreOptions {
+            cache_bytes: config.store_cache,
+        },
+    )?);
+    {
+        // A store written by an older release is packed while the daemon already serves.
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || pack_audit_backlog(&store));
+    }
     let earlier_cas = config
         .ca
         .previous_public_keys()
@@ -289,6 +299,7 @@ struct Fixed {
     checkpoint_interval: Duration,
     listen: std::net::SocketAddr,
     data_dir: std::path::PathBuf,
+    store_cache: u64,
     metrics_listen: Option<std::net::SocketAddr>,
     log_format: LogFormat,
 }
@@ -302,6 +313,7 @@ impl Fixed {
             checkpoint_interval: config.checkpoint_interval,
             listen: config.listen,
             data_dir: config.data_dir.clone(),
+            store_cache: config.store_cache,
             metrics_listen: config.metrics_listen,
             log_format: config.log_format,
         }
@@ -328,7 +340,7 @@ async fn reload_on_sighup(
             Ok(config) => {
                 if Fixed::of(&config) != fixed {
                     tracing::warn!(
-                        "listen, data_dir, mfa_key, audit_key, checkpoint_interval, notify, \
+                        "listen, data_dir, store_cache, mfa_key, audit_key, checkpoint_interval, notify, \
                          metrics_listen or log_format changed: they take effect at the next \
                          restart; the rest of the config is reloaded now"
                     );
@@ -364,6 +376,33 @@ async fn reload_on_sighup(
 /// requests nobody decided on (for requests with nobody waiting on them), lets
 /// long-expired certificates leave the KRL, and closes the failed-authentication rate window
 /// so a flood's count is recorded.
+/// Packs the audit records of a store written before the chain was packed, a block at a time
+/// (readers and appends go on between blocks), saying in the log how far it got.
+fn pack_audit_backlog(store: &SledStore) {
+    let started = std::time::Instant::now();
+    let mut next_report = 0;
+    let packed = store.pack_backlog(&mut |packed, length| {
+        if packed >= next_report {
+            tracing::info!(
+                packed,
+                records = length,
+                "packing the audit chain of an older store"
+            );
+            next_report = packed + length / 10;
+        }
+    });
+    match packed {
+        Ok(0) => {}
+        Ok(blocks) => tracing::info!(
+            blocks,
+            seconds = started.elapsed().as_secs(),
+            "packed the audit chain of an older store"
+        ),
+        Err(e) => tracing::error!(error = %e, "cannot pack the audit chain; appends pack it \
+            a block at a time"),
+    }
+}
+
 async fn lapse_sweeper(authority: Arc<Authority>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
     loop {

@@ -237,7 +237,7 @@ pub fn seal(head: &Head, mut record: AuditRecord, now: DateTime<Utc>) -> (Vec<u8
     (line, head)
 }
 
-/// What is wrong with a record, found by [`check`] or [`Verifier`].
+/// What is wrong with a record, found by `check` or [`Verifier`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainBreak {
     /// The first bad record.
@@ -563,6 +563,46 @@ mod tests {
         let record = open(2, &lines[1]).unwrap();
         assert_eq!(record.actor, "alice");
         assert_eq!(record.prev, open(1, &lines[0]).unwrap().hash.unwrap());
+    }
+
+    /// The canonical line of a fixed record, and so its hash, is part of the store's format:
+    /// every stored chain is verified against it. A change here breaks every existing store.
+    #[test]
+    fn a_records_line_and_hash_never_change_between_versions() {
+        let mut record = AuditRecord::new(EventKind::Issued, "bob")
+            .with("key_id", "jitca:r1:alice:approvers=bob")
+            .with("valid_secs", 3600);
+        record.source = Some("10.0.0.1:52814".into());
+        record.request = Some("r1".into());
+        record.requester = Some("alice".into());
+        record.serial = Some(42);
+        record.reason = Some("INC-7 \"disk\" full\nsee ticket".into());
+        record.hosts = vec!["web1".into(), "db1".into()];
+        record.logins = vec!["deploy".into()];
+        record.principals = vec!["deploy@web1".into()];
+        let head = Head {
+            seq: 6,
+            hash: "ab".repeat(32),
+            time: t(5),
+        };
+        let (line, next) = seal(&head, record, t(7));
+        assert_eq!(
+            std::str::from_utf8(&line).unwrap(),
+            concat!(
+                r#"{"seq":7,"time":"2027-01-15T08:00:07Z","event":"issued","actor":"bob","#,
+                r#""source":"10.0.0.1:52814","request":"r1","requester":"alice","serial":42,"#,
+                r#""reason":"INC-7 \"disk\" full\nsee ticket","hosts":["web1","db1"],"#,
+                r#""logins":["deploy"],"principals":["deploy@web1"],"#,
+                r#""details":{"key_id":"jitca:r1:alice:approvers=bob","valid_secs":3600},"#,
+                r#""prev":"abababababababababababababababababababababababababababababababab","#,
+                r#""hash":"HASH"}"#
+            )
+            .replace("HASH", &next.hash)
+        );
+        assert_eq!(
+            next.hash,
+            "bea7e511b580ff7800e20fbf7b9b4eedcce0099eaa7e5f13298d3a0cfea22ed9"
+        );
     }
 
     #[test]

@@ -12,13 +12,14 @@ pub mod audit;
 mod memory;
 mod mfa;
 mod model;
+mod sled_audit;
 mod sled_store;
 
 pub use audit::{AuditQuery, AuditRecord, ChainBreak, EventKind, Head};
 pub use memory::MemoryStore;
 pub use mfa::{FactorState, SecondFactor, VersionedFactor};
 pub use model::{Approval, Issuance, Request, Review, ReviewOutcome, Revocation, State, Usage};
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, StoreOptions};
 
 /// A record as read, with the token a later compare-and-swap must present.
 #[derive(Debug, Clone)]

@@ -10,7 +10,8 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use crate::audit::AuditRecord;
-use crate::sled_store::{Abort, append, io, tx_error};
+use crate::sled_audit::append;
+use crate::sled_store::{Abort, io, tx_error};
 use crate::{SledStore, StoreError, Swap};
 
 /// Where a person's second factor stands.

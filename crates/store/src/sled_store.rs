@@ -1,7 +1,6 @@
 //! The sled backend: a tree of requests keyed by id, the ids of the pending ones, the audit
-//! chain keyed by seq, an index of the audit chain by user, host, request and serial, and a
-//! tree of counters and the chain's head. Changes that touch several trees are one sled
-//! transaction.
+//! chain (its packed blocks and its tail, `crate::sled_audit`), and a tree of counters and the
+//! chain's head. Changes that touch several trees are one sled transaction.
 
 use std::path::Path;
 
@@ -9,11 +8,12 @@ use chrono::Utc;
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
-use crate::audit::{self, AuditQuery, AuditRecord, Head};
+use crate::audit::{AuditQuery, AuditRecord, Head};
+use crate::sled_audit::append;
 use crate::{KrlState, Request, Store, StoreError, Swap, Versioned};
 
 const SERIAL_KEY: &[u8] = b"serial";
-const HEAD_KEY: &[u8] = b"audit_head";
+pub(crate) const HEAD_KEY: &[u8] = b"audit_head";
 const KRL_KEY: &[u8] = b"krl";
 /// Serials reserved in the store at a time (see [`SledStore::next_serial`]).
 const SERIAL_BLOCK: u64 = 1024;
@@ -34,10 +34,40 @@ pub struct SledStore {
     /// with every change of a request, so the sweeper reads only those past their deadline.
     pending: sled::Tree,
     pub(crate) meta: sled::Tree,
+    /// The chain's tail (`crate::sled_audit`): lines by seq, and an entry per name per line.
     pub(crate) audit: sled::Tree,
     pub(crate) index: sled::Tree,
+    /// The chain's packed blocks: zstd frames of lines, and each block's postings.
+    pub(crate) frames: sled::Tree,
+    pub(crate) postings: sled::Tree,
+    /// Held to read the chain, taken (if free) to pack it: a reader never sees a block move.
+    pub(crate) packing: std::sync::RwLock<()>,
+    /// The page cache's size it was opened with.
+    cache_bytes: u64,
     /// Second factors by user name (`crate::mfa`).
     pub(crate) mfa: sled::Tree,
+}
+
+/// How a [`SledStore`] is opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The most memory sled keeps for its page cache, in bytes. sled's own default (1 GiB)
+    /// let the daemon hold most of a large store in memory; pages not cached are read again
+    /// from the file (and the kernel's page cache) when needed.
+    pub cache_bytes: u64,
+}
+
+impl StoreOptions {
+    /// The page cache's default size: 64 MiB.
+    pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            cache_bytes: Self::DEFAULT_CACHE_BYTES,
+        }
+    }
 }
 
 /// Serials `next..=last` are reserved in the store and not handed out yet (none when `next`
@@ -73,13 +103,6 @@ fn deadline(request: &Request) -> [u8; 8] {
         .to_be_bytes()
 }
 
-fn decode_record(seq: u64, bytes: &[u8]) -> Result<AuditRecord, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
-        key: format!("audit record {seq}"),
-        reason: e.to_string(),
-    })
-}
-
 /// Why a transaction gave up on its own.
 pub(crate) enum Abort {
     Exists,
@@ -105,107 +128,35 @@ pub(crate) fn tx_error(e: TransactionError<Abort>, id: &str) -> StoreError {
     }
 }
 
-/// Index keys of a sealed record: `u`/`h`/`r` + name + NUL + seq, and `s` + serial + seq.
-/// Names never hold NUL (they are validated), so one name is never a prefix of another's keys.
-fn index_keys(record: &AuditRecord) -> Vec<Vec<u8>> {
-    let seq = record.seq.to_be_bytes();
-    let named = |tag: u8, name: &str| {
-        let mut k = Vec::with_capacity(name.len() + 10);
-        k.push(tag);
-        k.extend_from_slice(name.as_bytes());
-        k.push(0);
-        k.extend_from_slice(&seq);
-        k
-    };
-    let mut keys: Vec<Vec<u8>> = record.users().map(|u| named(b'u', u)).collect();
-    keys.extend(record.hosts.iter().map(|h| named(b'h', h)));
-    if let Some(id) = &record.request {
-        keys.push(named(b'r', id));
-    }
-    if let Some(serial) = record.serial {
-        let mut k = vec![b's'];
-        k.extend_from_slice(&serial.to_be_bytes());
-        k.extend_from_slice(&seq);
-        keys.push(k);
-    }
-    keys
-}
-
-/// The index prefix a query scans, if any filter has one (most selective first).
-fn index_prefix(query: &AuditQuery) -> Option<Vec<u8>> {
-    let named = |tag: u8, name: &str| {
-        let mut k = vec![tag];
-        k.extend_from_slice(name.as_bytes());
-        k.push(0);
-        k
-    };
-    if let Some(id) = &query.request {
-        return Some(named(b'r', id));
-    }
-    if let Some(serial) = query.serial {
-        let mut k = vec![b's'];
-        k.extend_from_slice(&serial.to_be_bytes());
-        return Some(k);
-    }
-    if let Some(user) = &query.user {
-        return Some(named(b'u', user));
-    }
-    query.host.as_deref().map(|h| named(b'h', h))
-}
-
-fn read_head(meta: &TransactionalTree) -> TxResult<Head> {
-    match meta.get(HEAD_KEY)? {
-        None => Ok(Head::genesis()),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|_| ConflictableTransactionError::Abort(Abort::Corrupt("audit head".into()))),
-    }
-}
-
-/// Appends `events` to the chain inside a transaction, at the clock reading `now` (never
-/// earlier than the chain's last record).
-pub(crate) fn append(
-    meta: &TransactionalTree,
-    audit: &TransactionalTree,
-    index: &TransactionalTree,
-    events: &[AuditRecord],
-    now: chrono::DateTime<Utc>,
-) -> TxResult<Head> {
-    let mut head = read_head(meta)?;
-    for event in events {
-        let (line, next) = audit::seal(&head, event.clone(), now);
-        let mut sealed = event.clone();
-        sealed.seq = next.seq;
-        for key in index_keys(&sealed) {
-            index.insert(key, &[] as &[u8])?;
-        }
-        audit.insert(&next.seq.to_be_bytes(), line)?;
-        head = next;
-    }
-    if !events.is_empty() {
-        meta.insert(
-            HEAD_KEY,
-            serde_json::to_vec(&head).expect("a head serialises"),
-        )?;
-    }
-    Ok(head)
-}
-
 impl SledStore {
+    /// Opens (or creates) the store in `dir` with the default [`StoreOptions`].
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
+    /// Opens (or creates) the store in `dir`. Opening writes nothing to the audit chain: a
+    /// store written before the chain was packed (`crate::sled_audit`) is read as it is, and
+    /// packed by [`SledStore::pack_backlog`] (the daemon runs it in the background) or a block
+    /// at a time by later appends; `audit verify` gives the same head and count throughout.
+    pub fn open_with(dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
         let open_err = |reason: String| StoreError::Open {
             path: dir.display().to_string(),
             reason,
         };
-        let db = sled::Config::new().path(dir).open().map_err(|e| match e {
-            // sled wraps the failed flock in an `Other` error whose text is the only sign.
-            sled::Error::Io(io)
-                if io.kind() == std::io::ErrorKind::WouldBlock
-                    || io.to_string().contains("could not acquire lock") =>
-            {
-                open_err("another process (a running jitca?) holds its lock".into())
-            }
-            other => open_err(other.to_string()),
-        })?;
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(options.cache_bytes)
+            .open()
+            .map_err(|e| match e {
+                // sled wraps the failed flock in an `Other` error whose text is the only sign.
+                sled::Error::Io(io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("could not acquire lock") =>
+                {
+                    open_err("another process (a running jitca?) holds its lock".into())
+                }
+                other => open_err(other.to_string()),
+            })?;
         let tree = |name: &str| db.open_tree(name).map_err(io);
         let store = Self {
             requests: tree("requests")?,
@@ -214,6 +165,10 @@ impl SledStore {
             audit: tree("audit")?,
             index: tree("audit_index")?,
             mfa: tree("mfa")?,
+            frames: tree("audit_frames")?,
+            postings: tree("audit_postings")?,
+            packing: std::sync::RwLock::new(()),
+            cache_bytes: options.cache_bytes,
             db,
             serials: std::sync::Mutex::new(Reserved::default()),
         };
@@ -249,9 +204,16 @@ impl SledStore {
         events: &[AuditRecord],
         now: chrono::DateTime<Utc>,
     ) -> Result<Head, StoreError> {
-        (&self.meta, &self.audit, &self.index)
+        let head = (&self.meta, &self.audit, &self.index)
             .transaction(|(meta, audit, index)| append(meta, audit, index, events, now))
-            .map_err(|e| tx_error(e, "-"))
+            .map_err(|e| tx_error(e, "-"))?;
+        self.pack_due()?;
+        Ok(head)
+    }
+
+    /// The most memory sled's page cache takes ([`StoreOptions::cache_bytes`]).
+    pub fn cache_bytes(&self) -> u64 {
+        self.cache_bytes
     }
 
     /// Reserves the next block of serials: moves the counter in `meta` up by at most
@@ -281,34 +243,6 @@ impl SledStore {
                 reason: "not an 8-byte counter".into(),
             })?;
         Ok(Reserved { next, last })
-    }
-
-    fn record_at(&self, seq: u64) -> Result<Option<AuditRecord>, StoreError> {
-        match self.audit.get(seq.to_be_bytes()).map_err(io)? {
-            None => Ok(None),
-            Some(bytes) => decode_record(seq, &bytes).map(Some),
-        }
-    }
-
-    /// The smallest seq in `lo..=hi` whose record's time is at or after `t`, or `hi + 1`.
-    /// Times never decrease along the chain, so this is a binary search.
-    fn first_at_or_after(
-        &self,
-        t: chrono::DateTime<Utc>,
-        mut lo: u64,
-        hi: u64,
-    ) -> Result<u64, StoreError> {
-        let mut end = hi + 1;
-        while lo < end {
-            let mid = lo + (end - lo) / 2;
-            match self.record_at(mid)? {
-                Some(r) if r.time >= t => end = mid,
-                Some(_) => lo = mid + 1,
-                // A hole (only in a damaged log): look further on.
-                None => lo = mid + 1,
-            }
-        }
-        Ok(lo)
     }
 }
 
@@ -345,7 +279,8 @@ impl Store for SledStore {
             (&self.requests, &self.meta, &self.audit, &self.index)
                 .transaction(|(requests, meta, audit, index)| create(requests, meta, audit, index))
         }
-        .map_err(|e| tx_error(e, &request.id))
+        .map_err(|e| tx_error(e, &request.id))?;
+        self.pack_due()
     }
 
     fn request(&self, id: &str) -> Result<Option<Versioned>, StoreError> {
@@ -439,14 +374,17 @@ impl Store for SledStore {
                 .transaction(|(requests, meta, audit, index)| swap(requests, meta, audit, index))
         };
         match outcome {
-            Ok(()) => Ok(Swap::Done),
+            Ok(()) => {
+                self.pack_due()?;
+                Ok(Swap::Done)
+            }
             Err(TransactionError::Abort(Abort::Conflict)) => Ok(Swap::Conflict),
             Err(e) => Err(tx_error(e, id)),
         }
     }
 
     /// The counter in `meta` holds the last serial reserved, not the last one used: serials
-    /// are reserved [`SERIAL_BLOCK`] at a time and handed out from memory. A write of the
+    /// are reserved `SERIAL_BLOCK` at a time and handed out from memory. A write of the
     /// counter for every issuance cost sled a log buffer of its own before the issuance's
     /// transaction (sled writes what is pending before a transaction starts): one more
     /// `pwrite`, `sync_file_range` and wake-up of its IO threads per certificate
@@ -468,9 +406,11 @@ impl Store for SledStore {
     }
 
     fn append_audit(&self, events: &[AuditRecord]) -> Result<Head, StoreError> {
-        (&self.meta, &self.audit, &self.index)
+        let head = (&self.meta, &self.audit, &self.index)
             .transaction(|(meta, audit, index)| append(meta, audit, index, events, Utc::now()))
-            .map_err(|e| tx_error(e, "-"))
+            .map_err(|e| tx_error(e, "-"))?;
+        self.pack_due()?;
+        Ok(head)
     }
 
     fn audit_head(&self) -> Result<Head, StoreError> {
@@ -488,65 +428,11 @@ impl Store for SledStore {
         query: &AuditQuery,
         visit: &mut dyn FnMut(&AuditRecord, &[u8]) -> bool,
     ) -> Result<(), StoreError> {
-        let head = self.audit_head()?;
-        let mut lo = query.after_seq.map_or(1, |s| s.saturating_add(1));
-        let mut hi = head.seq;
-        if let Some(since) = query.since {
-            lo = self.first_at_or_after(since, lo, hi)?;
-        }
-        if let Some(until) = query.until {
-            hi = self.first_at_or_after(until, lo, hi)?.saturating_sub(1);
-        }
-        if lo > hi {
-            return Ok(());
-        }
-        let mut emit = |seq: u64, line: &[u8]| -> Result<bool, StoreError> {
-            let record = decode_record(seq, line)?;
-            Ok(!query.matches(&record) || visit(&record, line))
-        };
-        match index_prefix(query) {
-            Some(prefix) => {
-                let key = |seq: u64| [prefix.as_slice(), &seq.to_be_bytes()].concat();
-                for item in self.index.range(key(lo)..=key(hi)) {
-                    let (k, _) = item.map_err(io)?;
-                    let seq = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes"));
-                    let Some(line) = self.audit.get(seq.to_be_bytes()).map_err(io)? else {
-                        continue;
-                    };
-                    if !emit(seq, &line)? {
-                        break;
-                    }
-                }
-            }
-            None => {
-                for item in self.audit.range(lo.to_be_bytes()..=hi.to_be_bytes()) {
-                    let (k, line) = item.map_err(io)?;
-                    let seq = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
-                        StoreError::Corrupt {
-                            key: "audit key".into(),
-                            reason: "not a seq".into(),
-                        }
-                    })?);
-                    if !emit(seq, &line)? {
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
+        self.scan_chain(query, visit)
     }
 
     fn raw_audit(&self, visit: &mut dyn FnMut(u64, &[u8]) -> bool) -> Result<(), StoreError> {
-        for item in self.audit.iter() {
-            let (k, line) = item.map_err(io)?;
-            // A key that is not 8 bytes cannot be a seq: report it as seq 0 so the
-            // verifier names it.
-            let seq = <[u8; 8]>::try_from(k.as_ref()).map_or(0, u64::from_be_bytes);
-            if !visit(seq, &line) {
-                break;
-            }
-        }
-        Ok(())
+        self.raw_chain(visit)
     }
 
     fn krl_state(&self) -> Result<KrlState, StoreError> {

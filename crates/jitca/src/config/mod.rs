@@ -44,6 +44,10 @@ pub const DEFAULT_AUDIT_KEY: &str = "audit_ed25519";
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// The longest `checkpoint_interval`.
 pub const MAX_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+/// `store_cache` when the file does not say: the most memory the store's page cache takes.
+pub const DEFAULT_STORE_CACHE: u64 = 64 * 1024 * 1024;
+/// The smallest `store_cache`: below it sled reads the same pages again and again.
+pub const MIN_STORE_CACHE: u64 = 1024 * 1024;
 
 /// How the daemon writes its log lines (`log_format`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -90,6 +94,8 @@ pub struct Config {
     pub audit_key: PathBuf,
     /// How often the daemon writes a signed checkpoint of the audit chain.
     pub checkpoint_interval: Duration,
+    /// The most memory the store's page cache takes, in bytes (`store_cache: 64MiB`).
+    pub store_cache: u64,
     /// Webhooks alerted of requests, decisions, break-glass, revocations and reviews due.
     pub notify: Vec<Webhook>,
     /// What is allowed but probably not meant (see [`jitca_policy::Parsed::warnings`]). One
@@ -128,6 +134,7 @@ struct RawFile {
     mfa_key: Option<String>,
     audit_key: Option<String>,
     checkpoint_interval: Option<String>,
+    store_cache: Option<String>,
     notify: Option<Vec<RawHook>>,
 }
 
@@ -205,6 +212,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
         MAX_CHECKPOINT_INTERVAL,
         &root.key("checkpoint_interval"),
     );
+    let store_cache = store_cache(raw.store_cache.as_deref(), &mut problems);
     let notify = read_hooks(
         raw.notify.unwrap_or_default(),
         &root.key("notify"),
@@ -228,6 +236,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
         mfa_key,
         audit_key,
         checkpoint_interval,
+        store_cache,
         notify,
         warnings,
         index,
@@ -292,6 +301,44 @@ fn log_format(written: Option<&str>, problems: &mut Problems<'_>) -> LogFormat {
             LogFormat::Text
         }
     }
+}
+
+/// `store_cache`: a size of at least [`MIN_STORE_CACHE`], [`DEFAULT_STORE_CACHE`] when not
+/// written. A refused one is recorded and stands in as the default.
+fn store_cache(written: Option<&str>, problems: &mut Problems<'_>) -> u64 {
+    let Some(text) = written else {
+        return DEFAULT_STORE_CACHE;
+    };
+    let path = YamlPath::root().key("store_cache");
+    match parse_size(text) {
+        Some(bytes) if bytes >= MIN_STORE_CACHE => return bytes,
+        Some(_) => problems.at(&path, "must be at least 1MiB"),
+        None => problems.at(
+            &path,
+            format_args!(
+                "cannot read {}: give a size such as 64MiB or 1GiB",
+                show(text)
+            ),
+        ),
+    }
+    DEFAULT_STORE_CACHE
+}
+
+/// A size in bytes: a whole number and one of `KiB`, `MiB`, `GiB` (or none: bytes).
+fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim() {
+        "" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1 << shift)
 }
 
 /// A duration setting, `default` when not written; a refused one is recorded and stands in as

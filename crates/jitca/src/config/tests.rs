@@ -357,6 +357,33 @@ fn pending_ttl() {
 }
 
 #[test]
+fn store_cache_is_a_size_with_a_default() {
+    assert_eq!(parse("", file()).unwrap().store_cache, DEFAULT_STORE_CACHE);
+    assert_eq!(DEFAULT_STORE_CACHE, 64 << 20);
+    let set = |text: &str| parse(&format!("store_cache: {text}\n"), file()).unwrap();
+    assert_eq!(set("256MiB").store_cache, 256 << 20);
+    assert_eq!(set("2GiB").store_cache, 2 << 30);
+    assert_eq!(set("4096KiB").store_cache, 4 << 20);
+    assert_eq!(set("1048576").store_cache, 1 << 20);
+    assert_eq!(
+        errors("store_cache: 64MB\n"),
+        [
+            "/etc/jitca/jitca.yaml:1: store_cache: cannot read \"64MB\": give a size such as 64MiB or 1GiB"
+        ]
+    );
+    assert_eq!(
+        errors("store_cache: 512KiB\n"),
+        ["/etc/jitca/jitca.yaml:1: store_cache: must be at least 1MiB"]
+    );
+    assert_eq!(
+        errors("store_cache: 99999999999GiB\n"),
+        [
+            "/etc/jitca/jitca.yaml:1: store_cache: cannot read \"99999999999GiB\": give a size such as 64MiB or 1GiB"
+        ]
+    );
+}
+
+#[test]
 fn audit_key_and_checkpoint_interval() {
     let config = parse("", file()).unwrap();
     assert_eq!(config.audit_key, Path::new("/etc/jitca/audit_ed25519"));
