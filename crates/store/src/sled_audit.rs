@@ -808,7 +808,6 @@ mod tests {
         drop(store);
         let options = StoreOptions {
             cache_bytes: 8 * 1024 * 1024,
-            ..StoreOptions::default()
         };
         let store = SledStore::open_with(dir.path(), &options).unwrap();
         assert_eq!(store.cache_bytes(), 8 * 1024 * 1024);
