@@ -48,6 +48,11 @@ pub struct SledStore {
     pub(crate) mfa: sled::Tree,
 }
 
+/// How long opening waits for a lock that a store closed a moment ago still holds:
+/// `LOCK_TRIES` times `LOCK_WAIT`.
+const LOCK_TRIES: u32 = 20;
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// How a [`SledStore`] is opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -143,20 +148,33 @@ impl SledStore {
             path: dir.display().to_string(),
             reason,
         };
-        let db = sled::Config::new()
+        // sled wraps the failed flock in an `Other` error whose text is the only sign.
+        let locked = |e: &sled::Error| {
+            matches!(e, sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock"))
+        };
+        let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(options.cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                // sled wraps the failed flock in an `Other` error whose text is the only sign.
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("could not acquire lock") =>
-                {
-                    open_err("another process (a running jitca?) holds its lock".into())
+            .cache_capacity(options.cache_bytes);
+        // A store closed a moment ago may still be locked: sled's flusher thread lets go of
+        // the file after the last handle is dropped. Wait for that briefly, not for a holder
+        // that stays.
+        let mut tries = 0;
+        let db = loop {
+            match config.open() {
+                Err(e) if locked(&e) && tries < LOCK_TRIES => {
+                    tries += 1;
+                    std::thread::sleep(LOCK_WAIT);
                 }
-                other => open_err(other.to_string()),
-            })?;
+                Err(e) if locked(&e) => {
+                    return Err(open_err(
+                        "another process (a running jitca?) holds its lock".into(),
+                    ));
+                }
+                Err(other) => return Err(open_err(other.to_string())),
+                Ok(db) => break db,
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(io);
         let store = Self {
             requests: tree("requests")?,
@@ -551,6 +569,26 @@ mod tests {
             review: None,
             review_due_announced: false,
             usage: None,
+        }
+    }
+
+    #[test]
+    fn a_held_store_is_refused_and_a_closed_one_opens_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = SledStore::open(dir.path()).unwrap();
+        let refused = SledStore::open(dir.path())
+            .err()
+            .expect("a second open is refused");
+        assert!(
+            refused
+                .to_string()
+                .contains("another process (a running jitca?) holds its lock"),
+            "{refused}"
+        );
+        drop(held);
+        // The lock may outlive the drop for a moment (sled's flusher): opening waits for it.
+        for _ in 0..5 {
+            drop(SledStore::open(dir.path()).unwrap());
         }
     }
 
