@@ -156,16 +156,6 @@ impl Store for MemoryStore {
         Ok(all)
     }
 
-    fn due(&self, now: DateTime<Utc>) -> Result<Vec<Request>, StoreError> {
-        Ok(self
-            .lock()
-            .requests
-            .values()
-            .filter(|stored| stored.value.deadline().is_some_and(|d| now >= d))
-            .map(|stored| stored.value.clone())
-            .collect())
-    }
-
     fn replace_request(
         &self,
         current: &Versioned,
