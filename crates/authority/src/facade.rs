@@ -64,6 +64,11 @@ impl Authority {
             store,
             settings.metrics.clone(),
         )?);
+        // Changes made by other daemons sharing the store wake waiters and watchers here too.
+        let announced = changes.clone();
+        store.follow(Box::new(move |id| {
+            let _ = announced.send(id.to_string());
+        }));
         let journal = Journal::open(settings.audit_log.as_deref(), store.as_ref())?;
         Ok(Self {
             policy: RwLock::new(Arc::new(policy)),

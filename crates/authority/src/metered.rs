@@ -146,6 +146,10 @@ impl Store for Metered {
         self.read(self.inner.second_factor(user))
     }
 
+    fn follow(&self, on_change: jitca_store::ChangeHook) {
+        self.inner.follow(on_change);
+    }
+
     fn swap_second_factor(
         &self,
         user: &str,

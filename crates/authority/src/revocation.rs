@@ -54,6 +54,8 @@ pub struct KrlStatus {
 
 /// The current KRL, encoded, and what decides when it must change.
 struct KrlCache {
+    /// The version it was built at: another daemon sharing the store may have made a newer.
+    version: u64,
     bytes: Vec<u8>,
     /// When the earliest entry may leave the list (its expiry plus the grace), if any.
     next_expiry: Option<DateTime<Utc>>,
@@ -190,10 +192,13 @@ impl Authority {
     }
 
     /// The current KRL (OpenSSH binary format).
+    /// Built again whenever the store's version moved on (a revocation made by another daemon
+    /// sharing the store), so every daemon serves the same bytes for the same version.
     pub fn krl(&self) -> Result<Vec<u8>, AuthorityError> {
+        let state = self.store.krl_state()?;
         let mut cache = self.revocations.cache.lock().expect("krl lock");
-        if cache.is_none() {
-            *cache = Some(self.build_krl(self.store.krl_state()?)?);
+        if cache.as_ref().is_none_or(|c| c.version != state.version) {
+            *cache = Some(self.build_krl(state)?);
         }
         Ok(cache.as_ref().expect("just built").bytes.clone())
     }
@@ -409,7 +414,11 @@ impl Authority {
         let bytes = krl
             .try_encode()
             .map_err(|e| AuthorityError::Krl(e.to_string()))?;
-        Ok(KrlCache { bytes, next_expiry })
+        Ok(KrlCache {
+            version: state.version,
+            bytes,
+            next_expiry,
+        })
     }
 
     /// Ends everything of requesters the policy no longer knows: pending requests are ended,

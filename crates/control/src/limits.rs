@@ -23,6 +23,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Authenticated connections one person may hold at once.
     pub max_sessions_per_user: u32,
+    /// The longest a command waits for a shared store (PostgreSQL) before it is refused.
+    pub store_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -33,6 +35,7 @@ impl Default for Limits {
             login_grace_time: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(15 * 60),
             max_sessions_per_user: 16,
+            store_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -41,7 +44,7 @@ impl Default for Limits {
 #[derive(Deserialize, Default)]
 #[serde(
     deny_unknown_fields,
-    expecting = "limits: a mapping of max_startups, max_startups_per_source, login_grace_time, idle_timeout, max_sessions_per_user"
+    expecting = "limits: a mapping of max_startups, max_startups_per_source, login_grace_time, idle_timeout, max_sessions_per_user, store_timeout"
 )]
 pub struct RawLimits {
     max_startups: Option<u32>,
@@ -49,6 +52,7 @@ pub struct RawLimits {
     login_grace_time: Option<String>,
     idle_timeout: Option<String>,
     max_sessions_per_user: Option<u32>,
+    store_timeout: Option<String>,
 }
 
 impl Limits {
@@ -83,6 +87,11 @@ impl Limits {
                 &mut limits.login_grace_time,
             ),
             ("idle_timeout", raw.idle_timeout, &mut limits.idle_timeout),
+            (
+                "store_timeout",
+                raw.store_timeout,
+                &mut limits.store_timeout,
+            ),
         ] {
             if let Some(d) =
                 value.and_then(|text| problems.duration(&text, MAX_LIMIT_DURATION, &path.key(name)))

@@ -12,6 +12,7 @@ pub mod audit;
 mod memory;
 mod mfa;
 mod model;
+pub mod postgres;
 mod sled_audit;
 mod sled_store;
 
@@ -19,6 +20,7 @@ pub use audit::{AuditQuery, AuditRecord, ChainBreak, EventKind, Head};
 pub use memory::MemoryStore;
 pub use mfa::{FactorState, SecondFactor, VersionedFactor};
 pub use model::{Approval, Issuance, Request, Review, ReviewOutcome, Revocation, State, Usage};
+pub use postgres::{PgOptions, PgStore};
 pub use sled_store::{SledStore, StoreOptions};
 
 /// A record as read, with the token a later compare-and-swap must present.
@@ -56,6 +58,10 @@ pub enum StoreError {
     /// A read, write or flush failed.
     #[error("store I/O failed: {0}")]
     Io(String),
+    /// The database did not answer (in time): nothing was changed by this operation, or, at
+    /// worst, a change committed that the caller is not told of (it reads it back later).
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// A stored record does not decode: the store is damaged or from an unknown version.
     #[error("stored record {key} is unreadable: {reason}")]
     Corrupt { key: String, reason: String },
@@ -139,7 +145,17 @@ pub trait Store: Send + Sync {
         next: Option<&SecondFactor>,
         events: &[AuditRecord],
     ) -> Result<Swap, StoreError>;
+    /// Calls `on_change` with the id of each request that changes from now on, in this
+    /// process or in any other sharing the store, so waiters and watchers here learn of changes
+    /// made by another daemon. A store only one process can open has nothing to add to what
+    /// the process announces itself: the default does nothing.
+    fn follow(&self, on_change: ChangeHook) {
+        let _ = on_change;
+    }
 }
+
+/// What [`Store::follow`] calls with a changed request's id.
+pub type ChangeHook = Box<dyn Fn(&str) + Send + Sync>;
 
 /// Which revocation list is current: its version, and the time that decides which revoked
 /// certificates have expired long enough to leave it.

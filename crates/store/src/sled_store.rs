@@ -229,6 +229,46 @@ impl SledStore {
         Ok(head)
     }
 
+    /// The serial counter as stored: every serial handed out (or reserved) is at most this,
+    /// so a copy of the store that starts above it never repeats one. For `store copy`.
+    pub fn serial_counter(&self) -> Result<u64, StoreError> {
+        match self.meta.get(SERIAL_KEY).map_err(io)? {
+            None => Ok(0),
+            Some(bytes) => <[u8; 8]>::try_from(bytes.as_ref())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::Corrupt {
+                    key: "serial".into(),
+                    reason: "not 8 bytes".into(),
+                }),
+        }
+    }
+
+    /// Every named counter ([`Store::mark`]), by name. For `store copy`.
+    pub fn marks(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut marks = Vec::new();
+        for item in self.meta.scan_prefix(b"mark:") {
+            let (key, value) = item.map_err(io)?;
+            let name = String::from_utf8_lossy(&key[b"mark:".len()..]).into_owned();
+            if let Ok(bytes) = <[u8; 8]>::try_from(value.as_ref()) {
+                marks.push((name, u64::from_be_bytes(bytes)));
+            }
+        }
+        Ok(marks)
+    }
+
+    /// Every person's second factor, by user name. For `store copy`.
+    pub fn second_factors(&self) -> Result<Vec<(String, crate::SecondFactor)>, StoreError> {
+        let mut factors = Vec::new();
+        for item in self.mfa.iter() {
+            let (key, _) = item.map_err(io)?;
+            let user = String::from_utf8_lossy(&key).into_owned();
+            if let Some(read) = self.read_second_factor(&user)? {
+                factors.push((user, read.factor));
+            }
+        }
+        Ok(factors)
+    }
+
     /// The most memory sled's page cache takes ([`StoreOptions::cache_bytes`]).
     pub fn cache_bytes(&self) -> u64 {
         self.cache_bytes

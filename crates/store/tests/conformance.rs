@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use jitca_store::{
     Approval, AuditQuery, AuditRecord, EventKind, FactorState, Head, Issuance, MemoryStore,
-    Request, SecondFactor, SledStore, State, Store, StoreError, Swap, verify_audit,
+    PgOptions, PgStore, Request, SecondFactor, SledStore, State, Store, StoreError, Swap,
+    verify_audit,
 };
 
 /// Runs every check against the backend that `$open` makes: an expression giving a fresh
@@ -87,6 +88,11 @@ backend!(memory, (MemoryStore::new(), ()));
 backend!(sled, {
     let dir = tempfile::tempdir().unwrap();
     (SledStore::open(&dir.path().join("data")).unwrap(), dir)
+});
+// A new database in this process's throwaway cluster (jitca-pgtest) for each check.
+backend!(postgres, {
+    let url = jitca_pgtest::shared().fresh_database();
+    (PgStore::open(&PgOptions::new(url)).unwrap(), ())
 });
 
 fn t0() -> DateTime<Utc> {
