@@ -37,10 +37,33 @@ pub enum Command {
     /// Record which grants were used, from an sshd log (daemon stopped; while it runs, auditors
     /// send the log over the control channel: `ssh jitca usage --sshd-log - < FILE`).
     Usage(UsageArgs),
+    /// Move a stopped daemon's sled store into an empty PostgreSQL database (`store copy`).
+    Store(StoreArgs),
     /// Print a shell completion script for SHELL on stdout.
     Completions(CompletionsArgs),
     /// Print the manual page (roff) on stdout, or write one page per command with --dir.
     Man(ManArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StoreArgs {
+    #[command(subcommand)]
+    pub action: StoreAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StoreAction {
+    /// Copy every request, the serial counter and the audit chain (same hashes) of the sled
+    /// store the config names into an empty database, then verify the copy. The daemon must
+    /// be stopped; a password the database asks for is read from PGPASSWORD.
+    Copy {
+        /// The jitca config file of the sled store (its data_dir).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// The database: postgres://USER@HOST:PORT/DB (?sslmode=verify-full for TLS).
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
 }
 
 #[derive(Debug, Args)]

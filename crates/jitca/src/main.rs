@@ -16,6 +16,7 @@ mod init;
 mod login;
 mod report;
 mod serve;
+mod store;
 mod systemd;
 mod usage;
 
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Login(args) => login::run(args),
         Command::HostSetup(args) => host_setup::run(args),
         Command::Usage(args) => usage::run(args),
+        Command::Store(args) => store::run(args),
         Command::Completions(args) => generate::completions(args.shell),
         Command::Man(args) => generate::man(args.dir.as_deref()),
     };
@@ -53,12 +55,13 @@ fn main() -> ExitCode {
 fn check(path: &std::path::Path) -> ExitCode {
     let config = config::load(path).and_then(|config| {
         config.check_key_files()?;
-        Ok(config)
+        let store_warnings = config.check_store()?;
+        Ok((config, store_warnings))
     });
     match config {
-        Ok(config) => {
+        Ok((config, store_warnings)) => {
             // Allowed but worth a look (a group nobody is in): on stderr, exit status 0.
-            for warning in &config.warnings {
+            for warning in config.warnings.iter().chain(&store_warnings) {
                 eprintln!("{warning}");
             }
             println!(

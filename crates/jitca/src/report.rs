@@ -27,13 +27,17 @@ pub fn run(args: ReportArgs) -> Result<()> {
         .as_deref()
         .map(|path| crate::config::load(path).map_err(|e| anyhow!("invalid config:\n{e}")))
         .transpose()?;
-    let data = match (&args.data, &config) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(config)) => config.data_dir.clone(),
+    let store: Box<dyn jitca_store::Store> = match (&args.data, &config) {
+        (Some(dir), _) => Box::new(crate::audit::open(dir)?),
+        (None, Some(config)) => crate::store::open_offline(config)?,
         (None, None) => unreachable!("clap requires --data or --config"),
     };
-    let store = crate::audit::open(&data)?;
-    let report = jitca_report::build(&store, config.as_ref().map(|c| &c.policy), period, now)?;
+    let report = jitca_report::build(
+        store.as_ref(),
+        config.as_ref().map(|c| &c.policy),
+        period,
+        now,
+    )?;
     let text = format.render(&report);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {

@@ -124,17 +124,13 @@ async fn serve(
         .to_string();
     tracing::info!(source = %config.ca.source, fingerprint = %ca_fingerprint, "CA key ready");
     let host_key = jitca_signer::load_private_key(&config.host_key)?;
-    let store = Arc::new(SledStore::open_with(
-        &config.data_dir,
-        &jitca_store::StoreOptions {
-            cache_bytes: config.store_cache,
-        },
-    )?);
-    {
+    let opened = crate::store::open(&config)?;
+    if let crate::store::Opened::Sled(sled) = &opened {
         // A store written by an older release is packed while the daemon already serves.
-        let store = store.clone();
-        tokio::task::spawn_blocking(move || pack_audit_backlog(&store));
+        let sled = sled.clone();
+        tokio::task::spawn_blocking(move || pack_audit_backlog(&sled));
     }
+    let store = opened.shared();
     let earlier_cas = config
         .ca
         .previous_public_keys()
@@ -299,6 +295,7 @@ struct Fixed {
     checkpoint_interval: Duration,
     listen: std::net::SocketAddr,
     data_dir: std::path::PathBuf,
+    store: crate::config::StoreLocation,
     store_cache: u64,
     metrics_listen: Option<std::net::SocketAddr>,
     log_format: LogFormat,
@@ -313,6 +310,7 @@ impl Fixed {
             checkpoint_interval: config.checkpoint_interval,
             listen: config.listen,
             data_dir: config.data_dir.clone(),
+            store: config.store.clone(),
             store_cache: config.store_cache,
             metrics_listen: config.metrics_listen,
             log_format: config.log_format,
@@ -340,7 +338,7 @@ async fn reload_on_sighup(
             Ok(config) => {
                 if Fixed::of(&config) != fixed {
                     tracing::warn!(
-                        "listen, data_dir, store_cache, mfa_key, audit_key, checkpoint_interval, notify, \
+                        "listen, data_dir, store, store_cache, mfa_key, audit_key, checkpoint_interval, notify, \
                          metrics_listen or log_format changed: they take effect at the next \
                          restart; the rest of the config is reloaded now"
                     );

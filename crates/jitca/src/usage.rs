@@ -40,14 +40,21 @@ pub fn run(args: UsageArgs) -> Result<()> {
         read_sshd_log(&mut BufReader::new(file), now)
     }
     .context("cannot read the log")?;
-    let store = SledStore::open(&config.data_dir).map_err(|e| {
-        anyhow!(
-            "{e}: while the daemon runs, an auditor sends the log over the control channel: \
-             ssh -p PORT jitca@HOST usage --sshd-log - < {}",
-            args.sshd_log.display()
-        )
-    })?;
-    let report = record_usage(&store, ACTOR, None, &sightings, &cas).map_err(|e| anyhow!("{e}"))?;
+    let store: Box<dyn Store> = match &config.store {
+        // A shared database is written by running daemons too: this writes through it.
+        crate::config::StoreLocation::Postgres { .. } => crate::store::open_offline(&config)?,
+        crate::config::StoreLocation::Sled => {
+            Box::new(SledStore::open(&config.data_dir).map_err(|e| {
+                anyhow!(
+                    "{e}: while the daemon runs, an auditor sends the log over the control channel: \
+                     ssh -p PORT jitca@HOST usage --sshd-log - < {}",
+                    args.sshd_log.display()
+                )
+            })?)
+        }
+    };
+    let report =
+        record_usage(store.as_ref(), ACTOR, None, &sightings, &cas).map_err(|e| anyhow!("{e}"))?;
     store.flush()?;
     print!("{}", jitca_control::render::usage_report(&report));
     Ok(())

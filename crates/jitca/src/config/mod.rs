@@ -10,6 +10,7 @@
 //! in line order, like `sshd -t`.
 
 mod keys;
+mod store;
 #[cfg(test)]
 mod tests;
 
@@ -25,6 +26,8 @@ use jitca_policy::names::show;
 use jitca_policy::{ConfigError, ConfigErrors, LineIndex, Policy, PolicyText, Problems, YamlPath};
 use jitca_signer::{CaSettings, CaText};
 use serde::Deserialize;
+
+pub use store::StoreLocation;
 
 /// `listen` when the file does not say.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2222";
@@ -75,8 +78,11 @@ pub struct Config {
     pub ca: CaSettings,
     /// The control channel's host key file, resolved.
     pub host_key: PathBuf,
-    /// The sled store's folder, resolved.
+    /// The sled store's folder, resolved (unused with a PostgreSQL store).
     pub data_dir: PathBuf,
+    /// Where requests, serials and the audit chain are kept (`store:`): sled in `data_dir`,
+    /// or a PostgreSQL database several daemons share.
+    pub store: StoreLocation,
     /// Optional: the audit events also appended here as JSON lines (for log shippers).
     pub audit_log: Option<PathBuf>,
     /// Optional: the current KRL kept here, replaced atomically on every change.
@@ -135,6 +141,8 @@ struct RawFile {
     audit_key: Option<String>,
     checkpoint_interval: Option<String>,
     store_cache: Option<String>,
+    store: Option<String>,
+    store_password_file: Option<String>,
     notify: Option<Vec<RawHook>>,
 }
 
@@ -213,6 +221,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
         &root.key("checkpoint_interval"),
     );
     let store_cache = store_cache(raw.store_cache.as_deref(), &mut problems);
+    let store = StoreLocation::read(raw.store, raw.store_password_file, base, &mut problems);
     let notify = read_hooks(
         raw.notify.unwrap_or_default(),
         &root.key("notify"),
@@ -228,6 +237,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Config, ConfigErrors> {
         ca,
         host_key,
         data_dir,
+        store,
         audit_log,
         krl_path,
         pending_ttl,
