@@ -384,6 +384,50 @@ fn store_cache_is_a_size_with_a_default() {
 }
 
 #[test]
+fn store_is_sled_unless_a_postgres_url_is_given() {
+    let plain = parse("", file()).unwrap();
+    assert_eq!(plain.store, StoreLocation::Sled);
+    assert_eq!(plain.limits.store_timeout, Duration::from_secs(10));
+    let set = parse(
+        "store: postgres://jitca@db.internal:5432/jitca?sslmode=verify-full\n\
+         store_password_file: db-password\nlimits:\n  store_timeout: 3s\n",
+        file(),
+    )
+    .unwrap();
+    assert_eq!(
+        set.store,
+        StoreLocation::Postgres {
+            url: "postgres://jitca@db.internal:5432/jitca?sslmode=verify-full".into(),
+            password_file: Some("/etc/jitca/db-password".into()),
+        }
+    );
+    assert_eq!(set.limits.store_timeout, Duration::from_secs(3));
+    assert_eq!(
+        errors("store: mysql://jitca@db/jitca\n"),
+        [
+            "/etc/jitca/jitca.yaml:1: store: \"mysql://jitca@db/jitca\": a store URL starts with postgres://"
+        ]
+    );
+    assert_eq!(
+        errors("store: postgres://jitca:hunter2@db/jitca\n"),
+        [
+            "/etc/jitca/jitca.yaml:1: store: \"postgres://jitca@db/jitca\": put the password in store_password_file, not in the URL"
+        ]
+    );
+    let prefer = errors("store: postgres://jitca@db/jitca?sslmode=prefer\n");
+    assert!(
+        prefer[0].contains("sslmode=prefer is not accepted"),
+        "{prefer:?}"
+    );
+    assert_eq!(
+        errors("store_password_file: pw\n"),
+        [
+            "/etc/jitca/jitca.yaml:1: store_password_file: is for a PostgreSQL store; there is no store: postgres://... setting"
+        ]
+    );
+}
+
+#[test]
 fn audit_key_and_checkpoint_interval() {
     let config = parse("", file()).unwrap();
     assert_eq!(config.audit_key, Path::new("/etc/jitca/audit_ed25519"));

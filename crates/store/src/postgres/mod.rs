@@ -103,16 +103,32 @@ pub struct PgStore {
 /// database could not be reached (in time)" and "it answered with an error".
 pub(crate) fn db(e: tokio_postgres::Error) -> StoreError {
     if e.is_closed() || e.as_db_error().is_none() {
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(with_sources(&e))
     } else {
         StoreError::Io(format!("the database refused: {e}"))
     }
 }
 
+/// An error and what caused it, in one line ("error performing TLS handshake: invalid peer
+/// certificate: UnknownIssuer").
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => db(e),
-        other => StoreError::Unavailable(other.to_string()),
+        other => StoreError::Unavailable(with_sources(&other)),
     }
 }
 
