@@ -152,10 +152,21 @@ impl Handler for Connection {
             Some(user) => {
                 self.key = Some(key.public_key.clone());
                 // A failed read only means no code is asked: the factor is then not proved.
-                let active = self.authority.mfa_active(&user).unwrap_or_else(|e| {
-                    tracing::error!(%user, error = %e, "cannot read a second factor");
-                    false
-                });
+                // On a blocking thread: a shared store answers over the network.
+                let authority = self.authority.clone();
+                let whose = user.clone();
+                let read = tokio::task::spawn_blocking(move || authority.mfa_active(&whose)).await;
+                let active = match read {
+                    Ok(Ok(active)) => active,
+                    Ok(Err(e)) => {
+                        tracing::error!(%user, error = %e, "cannot read a second factor");
+                        false
+                    }
+                    Err(e) => {
+                        tracing::error!(%user, error = %e, "cannot read a second factor");
+                        false
+                    }
+                };
                 if !active {
                     return Ok(self.authenticated(user, Factor::NotEnrolled));
                 }
