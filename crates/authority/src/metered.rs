@@ -22,14 +22,7 @@ impl Metered {
         inner: std::sync::Arc<dyn Store>,
         metrics: Metrics,
     ) -> Result<Self, StoreError> {
-        let pending = inner
-            .requests()?
-            .iter()
-            .filter(|r| matches!(r.state, State::Pending))
-            .count();
-        metrics.set_pending(pending as u64);
-        metrics.set_audit_records(inner.audit_head()?.seq);
-        metrics.set_krl_version(inner.krl_state()?.version);
+        set_gauges(inner.as_ref(), &metrics)?;
         Ok(Self { inner, metrics })
     }
 
@@ -51,6 +44,20 @@ impl Metered {
         self.metrics.store_write(started.elapsed());
         self.read(result)
     }
+}
+
+/// Sets the gauges from what `store` holds (one read of every request): at start, and now and
+/// then when other daemons change the store too.
+pub(crate) fn set_gauges(store: &dyn Store, metrics: &Metrics) -> Result<(), StoreError> {
+    let pending = store
+        .requests()?
+        .iter()
+        .filter(|r| matches!(r.state, State::Pending))
+        .count();
+    metrics.set_pending(pending as u64);
+    metrics.set_audit_records(store.audit_head()?.seq);
+    metrics.set_krl_version(store.krl_state()?.version);
+    Ok(())
 }
 
 fn pending(request: &Request) -> i64 {
@@ -148,6 +155,10 @@ impl Store for Metered {
 
     fn follow(&self, on_change: jitca_store::ChangeHook) {
         self.inner.follow(on_change);
+    }
+
+    fn shared(&self) -> bool {
+        self.inner.shared()
     }
 
     fn swap_second_factor(

@@ -220,6 +220,39 @@ impl Authority {
         Ok(())
     }
 
+    /// With a store other daemons share: catches up with what they changed. A KRL version
+    /// another daemon made is served and written to `krl_path` here too (so every daemon's
+    /// `krl_path` follows within one call of this, every few seconds), and with `recount` the
+    /// gauges (pending requests, audit records, KRL version) are set from the store again.
+    /// Nothing to do with a store only this process writes.
+    pub fn follow_others(&self, recount: bool) -> Result<(), AuthorityError> {
+        if !self.store.shared() {
+            return Ok(());
+        }
+        let state = self.store.krl_state()?;
+        let stale = self
+            .revocations
+            .cache
+            .lock()
+            .expect("krl lock")
+            .as_ref()
+            .is_none_or(|c| c.version != state.version);
+        if stale {
+            let built = self.build_krl(state)?;
+            let bytes = built.bytes.clone();
+            *self.revocations.cache.lock().expect("krl lock") = Some(built);
+            tracing::info!(
+                version = state.version,
+                "KRL version made by another daemon"
+            );
+            self.write_krl_path(&bytes);
+        }
+        if recount {
+            crate::metered::set_gauges(self.store.as_ref(), &self.metrics)?;
+        }
+        Ok(())
+    }
+
     /// A new KRL after a revocation, whatever fails: the cache is dropped first, so `krl`
     /// rebuilds from the store (with the revocation) even when no new version can be made;
     /// what failed is retried.

@@ -403,12 +403,19 @@ fn pack_audit_backlog(store: &SledStore) {
 
 async fn lapse_sweeper(authority: Arc<Authority>) {
     let mut tick = tokio::time::interval(Duration::from_secs(5));
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
-        let outcome = blocking(&authority, |a| {
+        ticks += 1;
+        let outcome = blocking(&authority, move |a| {
             // First what failed on the way to ending access (records, revocations, the KRL).
             if let Err(e) = a.upkeep() {
                 tracing::error!(error = %e, "ending access: something still fails");
+            }
+            // With several daemons on one database: their KRL versions, and every 30 s the
+            // gauges.
+            if let Err(e) = a.follow_others(ticks.is_multiple_of(6)) {
+                tracing::error!(error = %e, "cannot follow the shared store");
             }
             a.lapse_due()?;
             a.prune_krl()?;

@@ -152,6 +152,12 @@ pub trait Store: Send + Sync {
     fn follow(&self, on_change: ChangeHook) {
         let _ = on_change;
     }
+    /// Whether other processes may change the store while this one runs (several daemons on
+    /// one database): what this process keeps from it (the KRL it serves, gauges) must then be
+    /// read again now and then.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// What [`Store::follow`] calls with a changed request's id.

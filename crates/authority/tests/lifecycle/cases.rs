@@ -1416,3 +1416,54 @@ fn serials_are_unique_and_never_zero_across_many_issuances() {
         assert_eq!(records[0].event, EventKind::Issued);
     }
 }
+
+/// Two authorities on one store, as two daemons on one database: a certificate revoked
+/// through one is in the other's KRL at once, byte for byte the same list, and the other
+/// writes its own `krl_path` when it follows the store (with a store only one process
+/// writes, following has nothing to do and nothing changes).
+#[test]
+fn a_revocation_through_another_authority_on_the_same_store_reaches_this_ones_krl() {
+    let w = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    let krl_path = dir.path().join("krl");
+    let other = Authority::new(
+        policy(&config(&w.keys, &[])),
+        Settings {
+            pending_ttl: Duration::from_secs(3600),
+            audit_log: None,
+            krl_path: Some(krl_path.clone()),
+            earlier_cas: Vec::new(),
+            notify: None,
+            host_key: Some(w.host.public_key().clone()),
+            metrics: Default::default(),
+        },
+        w.store.clone(),
+        CertAuthority::from_key(w.ca.clone()).unwrap(),
+    )
+    .unwrap();
+    let issued = w.submit("alice", "lab1", "x").unwrap();
+    let serial = issued_serial(&issued);
+    other.krl_changed().unwrap();
+    assert!(!w.krl_revokes(serial));
+    let written = std::fs::read(&krl_path).unwrap();
+
+    other
+        .revoke(&plain("ivy"), &issued.id, "key lost")
+        .unwrap();
+    assert!(w.krl_revokes(serial));
+    assert_eq!(w.authority.krl().unwrap(), other.krl().unwrap());
+    assert_ne!(std::fs::read(&krl_path).unwrap(), written, "the revoker wrote its krl_path");
+
+    // Another version made through `w`: `other` writes it to its krl_path as it follows the
+    // store, when the store is shared.
+    w.authority.krl_changed().unwrap();
+    let before = std::fs::read(&krl_path).unwrap();
+    other.follow_others(true).unwrap();
+    let after = std::fs::read(&krl_path).unwrap();
+    if w.store.shared() {
+        assert_eq!(after, w.authority.krl().unwrap());
+        assert_ne!(after, before);
+    } else {
+        assert_eq!(after, before);
+    }
+}

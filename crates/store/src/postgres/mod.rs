@@ -915,6 +915,10 @@ impl Store for PgStore {
         })
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn follow(&self, on_change: ChangeHook) {
         let target = self.target.clone();
         self.handle().spawn(listen(target, Arc::from(on_change)));
