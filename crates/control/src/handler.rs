@@ -13,6 +13,9 @@ use russh::{Channel, ChannelId, MethodKind, MethodSet, Pty};
 use crate::channel;
 use crate::gate::{Activity, Gate, Session as Held};
 
+/// The longest the login waits to learn whether the caller has a second factor.
+const MFA_READ_LIMIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 pub(crate) struct Connection {
     authority: Arc<Authority>,
     peer: SocketAddr,
@@ -151,19 +154,30 @@ impl Handler for Connection {
         match self.known(key.public_key) {
             Some(user) => {
                 self.key = Some(key.public_key.clone());
-                // A failed read only means no code is asked: the factor is then not proved.
-                // On a blocking thread: a shared store answers over the network.
+                // A failed read only means no code is asked: the factor is then not proved,
+                // and rules that ask for one refuse. On a blocking thread, and for at most
+                // MFA_READ_LIMIT: a shared store answers over the network, and a database
+                // that does not answer must not hold the login as well as the command.
                 let authority = self.authority.clone();
                 let whose = user.clone();
-                let read = tokio::task::spawn_blocking(move || authority.mfa_active(&whose)).await;
+                let read = tokio::time::timeout(
+                    MFA_READ_LIMIT,
+                    tokio::task::spawn_blocking(move || authority.mfa_active(&whose)),
+                )
+                .await;
                 let active = match read {
-                    Ok(Ok(active)) => active,
+                    Ok(Ok(Ok(active))) => active,
+                    Ok(Ok(Err(e))) => {
+                        tracing::error!(%user, error = %e, "cannot read a second factor");
+                        false
+                    }
                     Ok(Err(e)) => {
                         tracing::error!(%user, error = %e, "cannot read a second factor");
                         false
                     }
-                    Err(e) => {
-                        tracing::error!(%user, error = %e, "cannot read a second factor");
+                    Err(_) => {
+                        tracing::error!(%user, "cannot read a second factor: the store did not \
+                            answer in time");
                         false
                     }
                 };
