@@ -115,6 +115,8 @@ audit_key: audit_ed25519      # signs audit checkpoints; never the CA key (made 
 # checkpoint_interval: 1h     # how often the daemon writes a signed checkpoint
 data_dir: data                # the store (sled)
 # store_cache: 64MiB          # the most memory the store's page cache takes
+# store: postgres://jitca@db.internal:5432/jitca?sslmode=verify-full  # instead of data_dir:
+# store_password_file: db-password   # several daemons on one database (docs/ha.md)
 # audit_log: audit.jsonl      # the audit records also as JSON lines, for a log shipper
 # krl_path: jitca.krl         # the current KRL, replaced atomically on every change
 principal_format: "{login}@{host}"   # one principal per approved (login, host)
@@ -125,6 +127,7 @@ pending_ttl: 1h               # a request nobody decides on lapses after this
 #   login_grace_time: 20s
 #   idle_timeout: 15m
 #   max_sessions_per_user: 16
+#   store_timeout: 10s        # the longest a command waits for a PostgreSQL store
 
 # Who may talk to jitca: one entry per person, their SSH public keys and groups.
 users: {}
