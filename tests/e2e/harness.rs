@@ -813,3 +813,56 @@ impl Drop for Agent {
         let _ = self.child.wait();
     }
 }
+
+/// The files `jitca init` makes that every daemon of one CA must share: the CA key (clients
+/// and hosts see one CA), the control channel's host key (clients see one host), the key
+/// signing audit checkpoints and the key sealing second-factor secrets.
+const SHARED_KEY_FILES: &[&str] = &[
+    "ca",
+    "ca.pub",
+    "host_ed25519",
+    "host_ed25519.pub",
+    "audit_ed25519",
+    "audit_ed25519.pub",
+    "mfa.key",
+];
+
+impl Ca {
+    /// Another daemon of the same CA as `first`: its own folder holding copies of `first`'s
+    /// keys (modes kept), the same config text, its own listen port.
+    pub fn start_sharing(first: &Ca) -> Ca {
+        let config = std::fs::read_to_string(&first.config).unwrap();
+        Ca::start_sharing_with(first, &config)
+    }
+
+    /// Like [`Ca::start_sharing`] with `config` as its jitca.yaml (for example `first`'s config
+    /// with a `store:` added). `first` may be stopped.
+    pub fn start_sharing_with(first: &Ca, config: &str) -> Ca {
+        let dir = tempfile::tempdir().unwrap();
+        for name in SHARED_KEY_FILES {
+            let from = first.dir.path().join(name);
+            // std::fs::copy keeps the permission bits (0600, mfa.key's 0400).
+            std::fs::copy(&from, dir.path().join(name))
+                .unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
+        }
+        let path = dir.path().join("jitca.yaml");
+        std::fs::write(&path, config).unwrap();
+        let mut ca = Ca {
+            dir,
+            config: path,
+            port: free_port(),
+            child: None,
+            log: Arc::default(),
+        };
+        ca.spawn();
+        ca
+    }
+}
+
+impl Team {
+    /// The standard config ([`Team::config`]) keeping everything in the PostgreSQL database
+    /// at `url`.
+    pub fn config_with_store(&self, pending_ttl: &str, url: &str) -> String {
+        format!("{}store: {url}\n", self.config(pending_ttl))
+    }
+}

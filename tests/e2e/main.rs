@@ -9,6 +9,7 @@ mod evidence;
 mod faults;
 mod first_run;
 mod governance;
+mod ha;
 mod hardening;
 mod harness;
 mod host_setup;

@@ -1,0 +1,375 @@
+//! Several daemons behind one name: two `jitca serve` of one CA (same CA key, host key and
+//! config, each its own port) keeping everything in one PostgreSQL database.
+//!
+//! The shared throwaway cluster of `jitca-pgtest` gives each test a fresh database; the test
+//! that stops the database has a cluster of its own.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// Daemon A on a fresh database of the shared cluster with the standard config, and daemon B
+/// of the same CA (copies of A's keys, the same config) on the same database.
+fn two_daemons(team: &Team, pending_ttl: &str) -> (Ca, Ca) {
+    let url = jitca_pgtest::shared().fresh_database();
+    let a = Ca::start(&team.config_with_store(pending_ttl, &url));
+    let b = Ca::start_sharing(&a);
+    assert_ne!(a.port, b.port);
+    (a, b)
+}
+
+/// What `audit verify` printed: the record count and the head.
+fn verified(out: &Out) -> (u64, String) {
+    out.ok();
+    let line = out.stdout.trim();
+    let rest = line
+        .strip_prefix("audit log intact: ")
+        .unwrap_or_else(|| panic!("not an intact chain: {out:?}"));
+    let (count, head) = rest
+        .split_once(" records, head ")
+        .unwrap_or_else(|| panic!("no count and head in {out:?}"));
+    (count.parse().unwrap(), head.to_string())
+}
+
+/// The serial `ssh-keygen -L` reads from a certificate.
+fn serial_of(cert: &Path) -> u64 {
+    let listing = keygen_l(cert);
+    listing
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Serial: "))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no serial in {listing}"))
+}
+
+/// The request id in a certificate's key id (`jitca:ID:USER:approvers=...`).
+fn request_of(cert: &Path) -> String {
+    let listing = keygen_l(cert);
+    listing
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Key ID: \"jitca:"))
+        .and_then(|rest| rest.split(':').next())
+        .unwrap_or_else(|| panic!("no jitca key id in {listing}"))
+        .to_string()
+}
+
+/// `krl` over the control channel as the host `web1`, as a host's refresh fetches it.
+fn fetch_krl(port: u16, team: &Team) -> Vec<u8> {
+    let out = ssh_client(&team.web1.key)
+        .args(["-p", &port.to_string(), "jitca@127.0.0.1", "krl"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "krl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// Waits until `who` sees a pending request with `reason` on `ca`; its id.
+fn wait_pending_reason(ca: &Ca, who: &Person, reason: &str) -> String {
+    let mut id = None;
+    wait_for(&format!("a pending request {reason:?}"), || {
+        id = ca
+            .list_json(who)
+            .into_iter()
+            .find(|r| r["state"] == "pending" && r["reason"] == reason)
+            .map(|r| r["id"].as_str().unwrap().to_string());
+        id.is_some()
+    });
+    id.unwrap()
+}
+
+/// A lab certificate for alice made on `ca` with `reason`: the request id, the certificate's
+/// text and its serial.
+fn lab_on(ca: &Ca, team: &Team, reason: &str) -> (String, String, u64) {
+    let out = ca.request(
+        &team.alice,
+        &format!("lab1 --as root --for 30m --reason {reason}"),
+    );
+    out.ok();
+    let cert = save_cert(team.dir.path(), reason, &out.stdout);
+    (request_of(&cert), out.stdout, serial_of(&cert))
+}
+
+/// A request made on daemon A and approved on daemon B: alice, waiting on A, gets her
+/// certificate as soon as bob approves on B (A is woken through the database, long before the
+/// request would lapse), a real sshd lets her in with it, and `get` on B hands out the same
+/// certificate.
+#[test]
+fn a_request_waiting_on_one_daemon_is_approved_on_the_other() {
+    let team = Team::new();
+    // A waiter that is never woken looks again only when the request lapses (after 1 min):
+    // then it would find the certificate too, but a minute late.
+    let (a, b) = two_daemons(&team, "1m");
+    let web1 = Sshd::start("web1", &a.ca_pub(), &["root"], "");
+
+    let (id, out, waited) = thread::scope(|s| {
+        let waiting = s.spawn(|| {
+            let out = a.request(&team.alice, "web1 --as root --for 1h --reason INC-7 via A");
+            (out, Instant::now())
+        });
+        // B sees the request A made.
+        let id = wait_pending_reason(&b, &team.bob, "INC-7 via A");
+        assert!(!waiting.is_finished(), "the requester stopped waiting");
+        let approved = Instant::now();
+        let approve = b.ssh(&team.bob, &format!("approve {id}"), None);
+        approve.ok();
+        assert!(approve.stderr.contains("issued to alice"), "{approve:?}");
+        let (out, returned) = waiting.join().unwrap();
+        (id, out, returned.duration_since(approved))
+    });
+    out.ok();
+    assert!(
+        waited < Duration::from_secs(20),
+        "the requester on A got the certificate {waited:?} after B approved"
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("request {id} made; waiting for 1 approval")),
+        "{out:?}"
+    );
+    assert!(out.stderr.contains("approved by bob"), "{out:?}");
+    assert!(
+        out.stdout.starts_with("ssh-ed25519-cert-v01@openssh.com "),
+        "{out:?}"
+    );
+
+    let cert = save_cert(team.dir.path(), "alice_ed25519", &out.stdout);
+    let login = web1.login("root", &team.alice.key, &cert);
+    login.ok();
+    assert_eq!(login.stdout.trim(), "jitca-ok-root");
+
+    let again = b.ssh(&team.alice, &format!("get {id}"), None);
+    again.ok();
+    assert_eq!(
+        again.stdout, out.stdout,
+        "B hands out the certificate A sent"
+    );
+    assert_eq!(
+        b.show_json(&team.alice, &id)["serial"].as_u64(),
+        Some(serial_of(&cert))
+    );
+}
+
+/// An approver's `watch` on daemon A prints a request made on daemon B, and its issuance
+/// when it is approved on B.
+#[test]
+fn watch_on_one_daemon_shows_requests_made_on_the_other() {
+    let team = Team::new();
+    let (a, b) = two_daemons(&team, "1h");
+    let mut watch = ssh_client(&team.bob.key)
+        .args(["-p", &a.port.to_string(), "jitca@127.0.0.1", "watch"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stdout = watch.stdout.take().unwrap();
+    thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let started = Arc::new(Mutex::new(String::new()));
+    {
+        let started = started.clone();
+        let mut stderr = watch.stderr.take().unwrap();
+        thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                started
+                    .lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+    }
+    // Only once the watch is listening is the request made: it arrives as a change.
+    wait_for("bob's watch on A to start", || {
+        started.lock().unwrap().contains("watching requests")
+    });
+
+    let id = id_of(&b.request(
+        &team.alice,
+        "web1 --as root --for 1h --reason made on B --no-wait",
+    ));
+    let next = || {
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("the watch on A printed a line")
+    };
+    let arrived = next();
+    assert!(
+        arrived.contains(&format!(
+            "pending  {id} alice wants root on web1 for 1h (0/1 approvals)"
+        )),
+        "{arrived}"
+    );
+    b.ssh(&team.carol, &format!("approve {id}"), None).ok();
+    let issued = next();
+    assert!(
+        issued.contains(&format!("issued   {id}")) && issued.contains("(1/1 approvals)"),
+        "{issued}"
+    );
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
+/// Requests issued at the same time on both daemons (two threads on each, ten `dev-lab`
+/// certificates a thread, no approval) get distinct serials, none 0.
+#[test]
+fn parallel_requests_on_both_daemons_get_distinct_serials() {
+    let team = Team::new();
+    let (a, b) = two_daemons(&team, "1h");
+    let certs: Vec<(String, String)> = thread::scope(|s| {
+        let threads: Vec<_> = [(&a, "A", 1), (&a, "A", 2), (&b, "B", 1), (&b, "B", 2)]
+            .into_iter()
+            .map(|(ca, name, n)| {
+                let team = &team;
+                s.spawn(move || {
+                    (0..10)
+                        .map(|i| {
+                            let reason = format!("parallel-{name}{n}-{i}");
+                            let out = ca.request(
+                                &team.alice,
+                                &format!("lab1 --as root --for 30m --reason {reason}"),
+                            );
+                            out.ok();
+                            (reason, out.stdout)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    assert_eq!(certs.len(), 40);
+    let serials: Vec<u64> = certs
+        .iter()
+        .map(|(reason, text)| serial_of(&save_cert(team.dir.path(), reason, text)))
+        .collect();
+    assert!(!serials.contains(&0), "{serials:?}");
+    let distinct: BTreeSet<u64> = serials.iter().copied().collect();
+    assert_eq!(distinct.len(), 40, "a serial given twice: {serials:?}");
+}
+
+/// One audit chain: `audit verify` (auditor ivy) on A and on B agree. Each verification is
+/// itself recorded, so the second one, on the other daemon, counts exactly one record more
+/// (the first one's `audit_verified`), and each printed head is the hash of that record in
+/// the chain as the other daemon reads it. `audit --json` on the second daemon lists the
+/// first one's records byte for byte (then that listing's own `audit_read`). After more
+/// activity the head moves on and the daemons still agree.
+#[test]
+fn audit_verify_on_both_daemons_sees_one_chain() {
+    let team = Team::new();
+    let (a, b) = two_daemons(&team, "1h");
+    lab_on(&a, &team, "audit-on-A");
+    lab_on(&b, &team, "audit-on-B");
+    let web = id_of(&a.request(
+        &team.alice,
+        "web1 --as root --for 1h --reason web via A --no-wait",
+    ));
+    b.ssh(&team.bob, &format!("approve {web}"), None).ok();
+
+    /// `audit verify` on `first`, then on `second`: the two agree on one chain.
+    fn agree(first: &Ca, second: &Ca, team: &Team) -> (u64, String) {
+        let (n1, h1) = verified(&first.ssh(&team.ivy, "audit verify", None));
+        let (n2, h2) = verified(&second.ssh(&team.ivy, "audit verify", None));
+        assert_eq!(
+            n2,
+            n1 + 1,
+            "the second daemon counts the first one's audit_verified on top"
+        );
+        // Reading is recorded too (`audit_read`): the second daemon's listing is the first
+        // one's, record for record and byte for byte, and then the first read's own record.
+        let from_first = first.ssh(&team.ivy, "audit --json", None);
+        let from_second = second.ssh(&team.ivy, "audit --json", None);
+        from_first.ok();
+        from_second.ok();
+        let more = from_second
+            .stdout
+            .strip_prefix(&from_first.stdout)
+            .unwrap_or_else(|| {
+                panic!(
+                    "the daemons list different chains:\n{}\n---\n{}",
+                    from_first.stdout, from_second.stdout
+                )
+            });
+        assert_eq!(more.lines().count(), 1, "{more}");
+        assert!(more.contains(r#""event":"audit_read""#), "{more}");
+        let records: Vec<serde_json::Value> = from_second
+            .stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let at = |seq: u64| {
+            records
+                .iter()
+                .find(|r| r["seq"] == seq)
+                .unwrap_or_else(|| panic!("no record {seq}"))
+        };
+        assert_eq!(at(n1)["hash"], h1.as_str(), "{:#}", at(n1));
+        assert_eq!(at(n2)["hash"], h2.as_str(), "{:#}", at(n2));
+        assert_eq!(at(n2)["event"], "audit_verified");
+        assert_eq!(at(n2)["details"]["records"], n1, "{:#}", at(n2));
+        assert_eq!(at(n2)["prev"], h1.as_str(), "{:#}", at(n2));
+        (n2, h2)
+    }
+
+    let (n, head) = agree(&a, &b, &team);
+    // More activity on both; then verified the other way round.
+    lab_on(&b, &team, "audit-later-B");
+    lab_on(&a, &team, "audit-later-A");
+    let (later_n, later_head) = agree(&b, &a, &team);
+    assert!(later_n > n + 2, "{later_n} after {n}");
+    assert_ne!(later_head, head);
+}
+
+/// A revocation made on B is in A's `krl` at once (`ssh-keygen -Q` says the certificate is
+/// revoked), and `krl` is byte-identical from A and B before and after.
+#[test]
+fn a_revocation_on_one_daemon_is_in_the_other_daemons_krl() {
+    let team = Team::new();
+    let (a, b) = two_daemons(&team, "1h");
+    let (id, text, _) = lab_on(&a, &team, "to-revoke");
+    let cert = save_cert(team.dir.path(), "to-revoke", &text);
+    let (_, kept_text, _) = lab_on(&b, &team, "to-keep");
+    let kept = save_cert(team.dir.path(), "to-keep", &kept_text);
+
+    let krl = team.dir.path().join("krl-a");
+    let before = fetch_krl(a.port, &team);
+    assert_eq!(before, fetch_krl(b.port, &team), "krl differs before");
+    std::fs::write(&krl, &before).unwrap();
+    assert!(!revoked_by(&krl, &cert));
+
+    b.ssh(
+        &team.ivy,
+        &format!("revoke {id} --reason key left on a shared laptop"),
+        None,
+    )
+    .ok();
+    let after = fetch_krl(a.port, &team);
+    std::fs::write(&krl, &after).unwrap();
+    assert!(revoked_by(&krl, &cert), "A's krl misses B's revocation");
+    assert!(!revoked_by(&krl, &kept));
+    assert_eq!(after, fetch_krl(b.port, &team), "krl differs after");
+    assert_eq!(a.show_json(&team.alice, &id)["state"], "revoked");
+}
