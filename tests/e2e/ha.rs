@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -372,4 +372,203 @@ fn a_revocation_on_one_daemon_is_in_the_other_daemons_krl() {
     assert!(!revoked_by(&krl, &kept));
     assert_eq!(after, fetch_krl(b.port, &team), "krl differs after");
     assert_eq!(a.show_json(&team.alice, &id)["state"], "revoked");
+}
+
+/// SIGKILL of daemon A while a client issues certificates on it one after another loses no
+/// certificate the client received: each is issued, with its serial, as seen from B, with
+/// its issuance in the audit chain, and B keeps serving with the chain intact.
+#[test]
+fn killing_one_daemon_loses_no_certificate_it_handed_out() {
+    let team = Team::new();
+    let (mut a, b) = two_daemons(&team, "1h");
+    let received = Arc::new(Mutex::new(Vec::<String>::new()));
+    let port_a = a.port;
+    let last = thread::scope(|s| {
+        let loop_on_a = s.spawn(|| {
+            for i in 0..1000 {
+                let out = request_at(
+                    port_a,
+                    &team.alice,
+                    &format!("lab1 --as root --for 30m --reason loop-{i}"),
+                );
+                // A certificate that arrived counts, even if the connection broke after it.
+                if out.stdout.starts_with("ssh-ed25519-cert-v01@openssh.com ") {
+                    received.lock().unwrap().push(out.stdout.clone());
+                }
+                if out.status != 0 {
+                    return out;
+                }
+            }
+            panic!("1000 certificates and A still serving");
+        });
+        wait_for("a few certificates from A", || {
+            received.lock().unwrap().len() >= 5
+        });
+        a.stop_hard();
+        loop_on_a.join().unwrap()
+    });
+    assert_eq!(last.status, 255, "after the kill: {last:?}");
+    let received = received.lock().unwrap().clone();
+    assert!(received.len() >= 5);
+
+    for (i, text) in received.iter().enumerate() {
+        let cert = save_cert(team.dir.path(), &format!("loop-{i}"), text);
+        let (id, serial) = (request_of(&cert), serial_of(&cert));
+        let shown = b.show_json(&team.alice, &id);
+        assert_eq!(shown["state"], "issued", "{shown:#}");
+        assert_eq!(shown["serial"].as_u64(), Some(serial), "{shown:#}");
+        let records = b.audit_json(&team.ivy, &format!("--serial {serial}"));
+        assert!(
+            records
+                .iter()
+                .any(|r| r["event"] == "issued" && r["request"] == id.as_str()),
+            "no issuance of {serial} in B's audit: {records:#?}"
+        );
+    }
+    lab_on(&b, &team, "after-the-kill");
+    verified(&b.ssh(&team.ivy, "audit verify", None));
+}
+
+/// With the database stopped, a request on A is refused within `limits.store_timeout`
+/// (3 s here) with one refusal line and exit 1, and nothing is issued; once the database is
+/// back, both daemons serve again without a restart.
+#[test]
+fn a_stopped_database_refuses_at_once_and_the_daemons_recover() {
+    let team = Team::new();
+    let pg = jitca_pgtest::Cluster::start();
+    let url = pg.fresh_database();
+    let a = Ca::start(&with_store_timeout(
+        &team.config_with_store("1h", &url),
+        "3s",
+    ));
+    let b = Ca::start_sharing(&a);
+    lab_on(&a, &team, "before-A");
+    lab_on(&b, &team, "before-B");
+
+    pg.stop();
+    refused_in_time(&a, &team, "during-outage");
+    pg.start_again();
+    serve_again(&a, &b, &team);
+    nothing_stored(&b, &team, "during-outage");
+    verified(&a.ssh(&team.ivy, "audit verify", None));
+}
+
+/// A database that still accepts connections but answers nothing (its processes stopped
+/// with SIGSTOP): a request on A is refused with one line and exit 1 within a few seconds of
+/// `limits.store_timeout` (3 s; the test allows 10 s), not after a TCP time-out or never;
+/// once the database runs again, both daemons serve without a restart.
+#[test]
+fn a_database_that_stops_answering_is_refused_within_the_store_timeout() {
+    let team = Team::new();
+    let pg = jitca_pgtest::Cluster::start();
+    let url = pg.fresh_database();
+    let a = Ca::start(&with_store_timeout(
+        &team.config_with_store("1h", &url),
+        "3s",
+    ));
+    let b = Ca::start_sharing(&a);
+    lab_on(&a, &team, "before-A");
+    lab_on(&b, &team, "before-B");
+
+    {
+        let _frozen = Frozen::stop(&pg);
+        refused_in_time(&a, &team, "while-frozen");
+    }
+    serve_again(&a, &b, &team);
+    nothing_stored(&b, &team, "while-frozen");
+    verified(&b.ssh(&team.ivy, "audit verify", None));
+}
+
+/// A lab request on `ca` with `reason` while the database is unavailable: refused with one
+/// line naming it, exit 1, within a few seconds of the 3 s store time-out. A command that
+/// hangs fails the test after 30 s instead of hanging it.
+fn refused_in_time(ca: &Ca, team: &Team, reason: &str) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let port = ca.port;
+    let alice = team.alice.clone();
+    let args = format!("lab1 --as root --for 30m --reason {reason}");
+    let started = Instant::now();
+    thread::spawn(move || {
+        let _ = tx.send(request_at(port, &alice, &args));
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("no answer within 30 s with the database unavailable (store_timeout 3s)");
+    let took = started.elapsed();
+    out.refused("the database is unavailable");
+    assert!(
+        took < Duration::from_secs(10),
+        "refused after {took:?} (store_timeout 3s)"
+    );
+}
+
+/// Both daemons issue certificates again, without a restart, within `wait_for`'s 20 s.
+fn serve_again(a: &Ca, b: &Ca, team: &Team) {
+    for (ca, name) in [(a, "A"), (b, "B")] {
+        let mut n = 0;
+        wait_for(&format!("{name} to serve again"), || {
+            n += 1;
+            ca.request(
+                &team.alice,
+                &format!("lab1 --as root --for 30m --reason after-{name}-{n}"),
+            )
+            .status
+                == 0
+        });
+    }
+}
+
+/// No request and no audit record with `reason`, as `ca` sees the database.
+fn nothing_stored(ca: &Ca, team: &Team, reason: &str) {
+    let all = ca.list_json(&team.ivy);
+    assert!(
+        all.iter().all(|r| r["reason"] != reason),
+        "a request was stored while the database was unavailable: {all:#?}"
+    );
+    let records = ca.audit_json(&team.ivy, "");
+    assert!(
+        records.iter().all(|r| r["reason"] != reason),
+        "the audit has a request made while the database was unavailable: {records:#?}"
+    );
+}
+
+/// The PostgreSQL server's processes (the postmaster and its children, by pid) stopped with
+/// SIGSTOP: connections are still accepted by the kernel, nothing answers. Continued on drop,
+/// also when the test fails.
+struct Frozen(Vec<String>);
+
+impl Frozen {
+    fn stop(pg: &jitca_pgtest::Cluster) -> Frozen {
+        let pid_file = std::fs::read_to_string(pg.dir().join("data/postmaster.pid")).unwrap();
+        let postmaster = pid_file.lines().next().unwrap().trim().to_string();
+        let mut pids = vec![postmaster.clone()];
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // pid (comm) state ppid ...: the fields after the last ')'.
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+            if after.split_whitespace().nth(1) == Some(postmaster.as_str()) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        let frozen = Frozen(pids);
+        frozen.signal("STOP");
+        frozen
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .args(&self.0)
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} {:?}", self.0);
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        self.signal("CONT");
+    }
 }

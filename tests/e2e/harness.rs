@@ -866,3 +866,9 @@ impl Team {
         format!("{}store: {url}\n", self.config(pending_ttl))
     }
 }
+
+/// `config` with `limits.store_timeout` set (the config must have no `limits:` yet).
+pub fn with_store_timeout(config: &str, timeout: &str) -> String {
+    assert!(!config.contains("\nlimits:"), "{config}");
+    format!("{config}limits:\n  store_timeout: {timeout}\n")
+}
