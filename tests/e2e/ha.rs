@@ -5,7 +5,7 @@
 //! that stops the database has a cluster of its own.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -571,4 +571,203 @@ impl Drop for Frozen {
     fn drop(&mut self) {
         self.signal("CONT");
     }
+}
+
+/// `jitca store copy` moves a stopped sled daemon's history into an empty database: a daemon
+/// started on it with the same keys has the same chain (the records and head `audit verify
+/// --data` printed offline), lists the old requests in their states, and issues serials above
+/// every copied one. A second copy into the now non-empty database is refused and changes
+/// nothing.
+#[test]
+fn store_copy_moves_a_sled_daemons_history_into_the_database() {
+    let team = Team::new();
+    let mut sled = Ca::start(&team.config("1h"));
+    let (issued, _, issued_serial) = lab_on(&sled, &team, "copied-issued");
+    let (revoked, _, revoked_serial) = lab_on(&sled, &team, "copied-revoked");
+    sled.ssh(
+        &team.ivy,
+        &format!("revoke {revoked} --reason copied revocation"),
+        None,
+    )
+    .ok();
+    let denied = id_of(&sled.request(
+        &team.alice,
+        "web1 --as root --for 1h --reason copied denial --no-wait",
+    ));
+    sled.ssh(
+        &team.bob,
+        &format!("deny {denied} --reason not today"),
+        None,
+    )
+    .ok();
+    let approved = id_of(&sled.request(
+        &team.alice,
+        "web1 --as root --for 1h --reason copied approval --no-wait",
+    ));
+    sled.ssh(&team.carol, &format!("approve {approved}"), None)
+        .ok();
+    let approved_serial = sled.show_json(&team.alice, &approved)["serial"]
+        .as_u64()
+        .unwrap();
+    let listed_before = sled.list_json(&team.ivy);
+    assert_eq!(sled.stop(), 0);
+
+    let data = sled.data();
+    let offline = jitca_offline(&[
+        std::ffi::OsStr::new("audit"),
+        "verify".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ]);
+    let (count, head) = verified(&offline);
+    let exported = jitca_offline(&[
+        std::ffi::OsStr::new("audit"),
+        "--json".as_ref(),
+        "--data".as_ref(),
+        data.as_os_str(),
+    ]);
+    exported.ok();
+    assert_eq!(exported.stdout.lines().count() as u64, count);
+
+    let url = jitca_pgtest::shared().fresh_database();
+    let copy = || {
+        run(
+            Command::new(JITCA)
+                .args(["store", "copy", "--config"])
+                .arg(&sled.config)
+                .args(["--to", &url]),
+            None,
+        )
+    };
+    let copied = copy();
+    copied.ok();
+    assert!(
+        copied.stdout.starts_with(&format!(
+            "copied {} requests, {count} audit records (head {head})",
+            listed_before.len()
+        )),
+        "{copied:?}"
+    );
+
+    let pg = Ca::start_sharing_with(&sled, &team.config_with_store("1h", &url));
+    let (now, _) = verified(&pg.ssh(&team.ivy, "audit verify", None));
+    assert!(now > count, "{now} records after copying {count}");
+    let records = pg.audit_json(&team.ivy, "");
+    let old = records
+        .iter()
+        .find(|r| r["seq"] == count)
+        .expect("the copied head record");
+    assert_eq!(old["hash"], head.as_str(), "{old:#}");
+    // Record for record, byte for byte: the copy's chain starts with the sled store's.
+    let online = pg.ssh(&team.ivy, "audit --json", None);
+    online.ok();
+    assert!(
+        online.stdout.starts_with(&exported.stdout),
+        "the copied chain differs:\n{}\n---\n{}",
+        exported.stdout,
+        online.stdout
+    );
+
+    let listed = pg.list_json(&team.ivy);
+    for before in &listed_before {
+        let id = before["id"].as_str().unwrap();
+        let after = listed
+            .iter()
+            .find(|r| r["id"] == id)
+            .unwrap_or_else(|| panic!("{id} was not copied: {listed:#?}"));
+        assert_eq!(after["state"], before["state"], "{after:#}");
+        assert_eq!(after["serial"], before["serial"], "{after:#}");
+        assert_eq!(after["reason"], before["reason"], "{after:#}");
+    }
+    assert_eq!(pg.show_json(&team.alice, &issued)["state"], "issued");
+    assert_eq!(pg.show_json(&team.alice, &revoked)["state"], "revoked");
+    assert_eq!(pg.show_json(&team.alice, &denied)["state"], "denied");
+    assert_eq!(
+        pg.show_json(&team.alice, &approved)["serial"].as_u64(),
+        Some(approved_serial)
+    );
+    let (_, _, new_serial) = lab_on(&pg, &team, "after-the-copy");
+    let highest = issued_serial.max(revoked_serial).max(approved_serial);
+    assert!(new_serial > highest, "{new_serial} <= {highest}");
+
+    // A second copy into the same database is refused and changes nothing.
+    let audit_before = pg.ssh(&team.ivy, "audit --json", None);
+    let list_before = pg.ssh(&team.ivy, "list --json", None);
+    audit_before.ok();
+    let again = copy();
+    assert_eq!(again.status, 1, "{again:?}");
+    let lines: Vec<&str> = again
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("jitca: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{again:?}");
+    assert!(lines[0].contains("nothing was copied"), "{again:?}");
+    assert!(again.stdout.is_empty(), "{again:?}");
+    // Reading is recorded (`audit_read`): the chain grew by that one record, nothing else.
+    let audit_after = pg.ssh(&team.ivy, "audit --json", None);
+    let more = audit_after
+        .stdout
+        .strip_prefix(&audit_before.stdout)
+        .unwrap_or_else(|| panic!("the chain changed: {audit_after:?}"));
+    assert_eq!(more.lines().count(), 1, "{more}");
+    assert!(more.contains(r#""event":"audit_read""#), "{more}");
+    assert_eq!(
+        pg.ssh(&team.ivy, "list --json", None).stdout,
+        list_before.stdout
+    );
+    // Nor did it set the serial sequence back (sequences ignore a rollback).
+    let (_, _, later_serial) = lab_on(&pg, &team, "after-the-refused-copy");
+    assert!(later_serial > new_serial, "{later_serial} <= {new_serial}");
+}
+
+/// `jitca check --config` with a PostgreSQL store connects: a fresh database passes with a
+/// warning that no schema is there yet; a port where nothing listens fails with one line
+/// naming the `store` setting; once a daemon has started on the database, it passes without
+/// the warning.
+#[test]
+fn check_connects_to_the_database_the_config_names() {
+    let team = Team::new();
+    let dir = tempfile::tempdir().unwrap();
+    run(
+        Command::new(JITCA).arg("init").arg("--dir").arg(dir.path()),
+        None,
+    )
+    .ok();
+    let path: PathBuf = dir.path().join("jitca.yaml");
+    let check = |config: &str| {
+        std::fs::write(&path, config).unwrap();
+        run(
+            Command::new(JITCA).args(["check", "--config"]).arg(&path),
+            None,
+        )
+    };
+
+    let url = jitca_pgtest::shared().fresh_database();
+    let fresh = check(&team.config_with_store("1h", &url));
+    fresh.ok();
+    assert!(
+        fresh.stderr.contains("holds no jitca schema yet"),
+        "{fresh:?}"
+    );
+
+    let nobody = format!("postgres://postgres@127.0.0.1:{}/jitca", free_port());
+    let unreachable = check(&with_store_timeout(
+        &team.config_with_store("1h", &nobody),
+        "3s",
+    ));
+    assert_eq!(unreachable.status, 1, "{unreachable:?}");
+    assert!(unreachable.stdout.is_empty(), "{unreachable:?}");
+    let problems: Vec<&str> = unreachable.stderr.lines().collect();
+    assert_eq!(problems.len(), 1, "{unreachable:?}");
+    assert!(
+        problems[0].contains(": store: cannot use the database"),
+        "{unreachable:?}"
+    );
+
+    let daemon = Ca::start(&team.config_with_store("1h", &url));
+    let after = check(&team.config_with_store("1h", &url));
+    after.ok();
+    assert!(!after.stderr.contains("schema"), "{after:?}");
+    drop(daemon);
 }
