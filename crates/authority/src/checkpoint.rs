@@ -175,6 +175,14 @@ impl Authority {
     pub fn use_audit_key(&self, path: &Path) -> Result<bool, AuthorityError> {
         let (key, made) = if path.exists() {
             (jitca_signer::load_private_key(path)?, false)
+        } else if self.store.shared() {
+            // Checkpoints of one chain are signed by one key auditors keep: a daemon on a
+            // shared database does not make a key of its own.
+            return Err(AuthorityError::Refused(format!(
+                "audit_key {} does not exist: with several daemons on one database, every \
+                 daemon needs the same audit key; copy it from the first (jitca init made it)",
+                path.display()
+            )));
         } else {
             let key = create_key(path)?;
             tracing::info!(path = %path.display(), key = %public_line(&key),

@@ -128,6 +128,14 @@ impl Authority {
         };
         let key = if path.exists() || !create {
             read_key(&path)?
+        } else if self.store.shared() {
+            // Another daemon on the same database sealed its secrets with its own key: one made
+            // here would open none of them, and theirs none of ours.
+            return Err(format!(
+                "{} does not exist: with several daemons on one database, every daemon needs \
+                 the same mfa_key; copy it from the first (jitca init made it)",
+                path.display()
+            ));
         } else {
             match create_key_file(&path) {
                 Ok(key) => {

@@ -57,7 +57,7 @@ pub fn open(config: &Config) -> Result<Opened> {
 pub fn open_offline(config: &Config) -> Result<Box<dyn Store>> {
     match config.pg_options(&node(config))? {
         None => Ok(Box::new(crate::audit::open(&config.data_dir)?)),
-        Some(options) => Ok(Box::new(PgStore::open(&options)?)),
+        Some(options) => Ok(Box::new(PgStore::open_existing(&options)?)),
     }
 }
 
@@ -105,11 +105,19 @@ fn copy(config_path: &std::path::Path, to: &str) -> Result<()> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let copied = jitca_store::verify_audit(&target)?
-        .map_err(|broken| anyhow!("the copy's audit chain does not verify: {broken}"))?;
+    // The copy is committed by now: a check that fails says so, for the database must then
+    // be dropped before another try (a copy goes only into an empty one).
+    let copied = jitca_store::verify_audit(&target)?.map_err(|broken| {
+        anyhow!(
+            "the copy in {} does not verify: {broken}; drop that database and copy again",
+            target.shown()
+        )
+    })?;
     if copied != head {
         bail!(
-            "the copy's audit chain ends at {} {} but the store's at {} {}",
+            "the copy in {} ends at {} {} but the store at {} {}; drop that database and copy \
+             again",
+            target.shown(),
             copied.seq,
             copied.hash,
             head.seq,

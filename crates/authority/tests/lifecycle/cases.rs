@@ -1467,3 +1467,28 @@ fn a_revocation_through_another_authority_on_the_same_store_reaches_this_ones_kr
         assert_eq!(after, before);
     }
 }
+
+/// A daemon makes its second-factor and audit keys when they are missing, unless other
+/// daemons share its store: there a key of its own would split the CA (secrets sealed, and
+/// checkpoints signed, under keys the others do not have), so it refuses and says to copy them.
+#[test]
+fn keys_are_made_when_missing_unless_the_store_is_shared() {
+    let w = World::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mfa_key = dir.path().join("mfa.key");
+    let audit_key = dir.path().join("audit_ed25519");
+    w.authority.use_mfa_key(&mfa_key).unwrap();
+    let enrolled = w.authority.mfa_enroll(&plain("alice")).map(drop);
+    let audit = w.authority.use_audit_key(&audit_key);
+    if w.store.shared() {
+        let refusal = enrolled.expect_err("no key is made for a shared store");
+        says(&refusal, Refused, &["every daemon needs the same mfa_key"]);
+        let refusal = audit.expect_err("no audit key is made for a shared store");
+        says(&refusal, Refused, &["every daemon needs the same audit key"]);
+        assert!(!mfa_key.exists() && !audit_key.exists());
+    } else {
+        enrolled.unwrap();
+        assert!(audit.unwrap(), "the audit key was made");
+        assert!(mfa_key.exists() && audit_key.exists());
+    }
+}

@@ -68,6 +68,12 @@ pub(crate) fn target(
             .into_owned();
         match key {
             "sslmode" => sslmode = Some(decoded),
+            "sslrootcert" if !decoded.starts_with('/') => {
+                return Err(bad(
+                    url,
+                    format!("sslrootcert {decoded} is not an absolute path"),
+                ));
+            }
             "sslrootcert" => rootcert = Some(decoded),
             "password" => {
                 return Err(bad(
@@ -221,5 +227,10 @@ mod tests {
         assert!(refused("postgres://jitca@db/j?sslrootcert=/x").contains("sslrootcert without"));
         let e = refused("postgres://jitca@db/j?sslmode=verify-full&sslrootcert=/nonexistent/ca");
         assert!(e.contains("cannot read sslrootcert /nonexistent/ca"), "{e}");
+        let e = refused("postgres://jitca@db/j?sslmode=verify-full&sslrootcert=ca.pem");
+        assert!(
+            e.contains("sslrootcert ca.pem is not an absolute path"),
+            "{e}"
+        );
     }
 }

@@ -105,7 +105,7 @@ pub(crate) fn db(e: tokio_postgres::Error) -> StoreError {
     if e.is_closed() || e.as_db_error().is_none() {
         StoreError::Unavailable(with_sources(&e))
     } else {
-        StoreError::Io(format!("the database refused: {e}"))
+        StoreError::Io(format!("the database refused: {}", with_sources(&e)))
     }
 }
 
@@ -169,8 +169,19 @@ fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
 
 impl PgStore {
     /// Connects, creates or migrates the schema, and checks the database answers; fails within
-    /// the time-out when it does not.
+    /// the time-out when it does not. For the daemon.
     pub fn open(options: &PgOptions) -> Result<Self, StoreError> {
+        Self::connect(options, true)
+    }
+
+    /// Connects to a database whose schema is exactly the one this binary writes, changing
+    /// nothing: for offline commands (`report`, `usage`), which must not migrate a database
+    /// older daemons still use.
+    pub fn open_existing(options: &PgOptions) -> Result<Self, StoreError> {
+        Self::connect(options, false)
+    }
+
+    fn connect(options: &PgOptions, migrate: bool) -> Result<Self, StoreError> {
         let target = connect::target(&options.url, options.password.as_deref(), options.timeout)?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -207,9 +218,19 @@ impl PgStore {
         };
         let shown = store.target.shown.clone();
         let applied = store
-            .run(|pool| async move {
+            .run(move |pool| async move {
                 let mut client = pool.get().await.map_err(pool_error)?;
-                schema::migrate(&mut client).await
+                if migrate {
+                    return schema::migrate(&mut client).await;
+                }
+                match schema::version(&client).await? {
+                    schema::LATEST => Ok(Vec::new()),
+                    found => Err(StoreError::Io(format!(
+                        "its jitca schema is version {found}, this jitca's is {}: start a \
+                         daemon of this version on it first",
+                        schema::LATEST
+                    ))),
+                }
             })
             .map_err(|e| StoreError::Open {
                 path: shown.clone(),
@@ -370,10 +391,10 @@ impl PgStore {
             let _ = lines_tx.send(batch);
         }
         drop(lines_tx);
-        progress(head.seq, head.seq);
         done_rx
             .recv()
             .unwrap_or_else(|_| Err(StoreError::Io("the database client stopped".into())))?;
+        progress(head.seq, head.seq);
         Ok(report)
     }
 }
