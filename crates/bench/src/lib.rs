@@ -7,12 +7,16 @@
 //! Needs root (sshd, and the shell CA's account), `ssh`, `ssh-keygen`, `/usr/sbin/sshd` and,
 //! for the raw signature rate, `openssl`. `scripts/bench` builds and runs it (and the audit
 //! query benchmark) and prints the tables.
+//!
+//! The part `stores` ([`stores`], run by `scripts/bench-ha`) is another comparison: one daemon
+//! on sled, one on PostgreSQL and two on one PostgreSQL database.
 
 pub mod load;
 pub mod memory;
 pub mod procfs;
 pub mod servers;
 pub mod signing;
+pub mod stores;
 
 use std::fmt::Write as _;
 use std::io::Write;
@@ -30,6 +34,8 @@ pub enum Part {
     Reused,
     Signing,
     Memory,
+    /// One daemon on sled, one on PostgreSQL, two on PostgreSQL ([`stores`]); only when named.
+    Stores,
 }
 
 impl std::str::FromStr for Part {
@@ -40,8 +46,9 @@ impl std::str::FromStr for Part {
             "reused" => Ok(Part::Reused),
             "signing" => Ok(Part::Signing),
             "memory" => Ok(Part::Memory),
+            "stores" => Ok(Part::Stores),
             _ => Err(format!(
-                "unknown part {s:?}: fresh, reused, signing or memory"
+                "unknown part {s:?}: fresh, reused, signing, memory or stores"
             )),
         }
     }

@@ -171,7 +171,7 @@ impl Cell {
 }
 
 /// CPU of this process's reaped children (the finished `ssh` clients), in ticks.
-fn reaped_children_ticks() -> u64 {
+pub fn reaped_children_ticks() -> u64 {
     procfs::stat(std::process::id()).map_or(0, |s| s.cutime + s.cstime)
 }
 

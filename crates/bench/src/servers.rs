@@ -183,85 +183,187 @@ pub struct Jitca {
     port: u16,
 }
 
+/// `jitca init` in a new folder, plus an approver's key (someone must be able to approve
+/// `prod`, or the config is refused; nobody does).
+pub fn ca_folder(jitca: &Path) -> Result<TempDir> {
+    let dir = tempfile::Builder::new()
+        .prefix("jitca-bench-ca.")
+        .tempdir()?;
+    let d = dir.path();
+    let init = Command::new(jitca)
+        .arg("init")
+        .arg("--dir")
+        .arg(d)
+        .stdout(Stdio::null())
+        .output()
+        .with_context(|| format!("run {} init", jitca.display()))?;
+    if !init.status.success() {
+        bail!("jitca init: {}", String::from_utf8_lossy(&init.stderr));
+    }
+    keygen(&d.join("approver_ed25519"), "approver")?;
+    Ok(dir)
+}
+
+/// The bench's config for a folder made by [`ca_folder`]: `user_pub` registered as `bench`
+/// (group dev) with the rules `lab` (no approval) and `prod` (one approval, from a group nobody
+/// here is in), `limits` raised so the load is never refused, listening on `listen`, and the
+/// store in `data_dir` or, with `store`, that PostgreSQL URL.
+pub fn config_yaml(
+    dir: &Path,
+    user_pub: &Path,
+    listen: &str,
+    store: Option<&str>,
+) -> Result<String> {
+    let key = std::fs::read_to_string(user_pub)?;
+    let approver = std::fs::read_to_string(dir.join("approver_ed25519.pub"))?;
+    let store = store
+        .map(|url| format!("store: \"{url}\"\n"))
+        .unwrap_or_default();
+    Ok(format!(
+        "listen: \"{listen}\"\nca_key: ca\nhost_key: host_ed25519\ndata_dir: data\n{store}\
+         pending_ttl: 2h\n\
+         # The load holds up to 32 connections of one user, and the memory run 500.\n\
+         limits:\n  max_startups: 2048\n  max_startups_per_source: 2048\n  max_sessions_per_user: 2048\n\
+         users:\n  bench:\n    keys: [\"{}\"]\n    groups: [dev]\n\
+         \x20 approver:\n    keys: [\"{}\"]\n    groups: [sre]\n\
+         hosts:\n  lab: [lab]\n  prod: [prod]\n\
+         rules:\n\
+         \x20 - name: lab\n    requesters: [dev]\n    hosts: [lab]\n    logins: [x]\n    max_duration: 1h\n    approvals: 0\n\
+         \x20 - name: prod\n    requesters: [dev]\n    hosts: [prod]\n    logins: [x]\n    max_duration: 1h\n    approvals: 1\n    approvers: [sre]\n",
+        key.trim(),
+        approver.trim()
+    ))
+}
+
+/// Starts `jitca serve --config CONFIG` (with `--listen` when given), its log in `log_path`,
+/// and waits until it listens: the child and its port (read from the log).
+fn serve(
+    jitca: &Path,
+    config: &Path,
+    listen: Option<&str>,
+    log_path: &Path,
+) -> Result<(Child, u16)> {
+    let log = std::fs::File::create(log_path)?;
+    let mut cmd = Command::new(jitca);
+    cmd.arg("serve").arg("--config").arg(config);
+    if let Some(listen) = listen {
+        cmd.args(["--listen", listen]);
+    }
+    let mut child = cmd
+        .env("JITCA_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("start jitca serve")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        let found = std::fs::File::open(log_path).ok().and_then(|f| {
+            std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .find_map(|l| {
+                    let rest = l.split("listening on 127.0.0.1:").nth(1)?;
+                    rest.split(|c: char| !c.is_ascii_digit())
+                        .next()?
+                        .parse::<u16>()
+                        .ok()
+                })
+        });
+        if let Some(port) = found {
+            break port;
+        }
+        if child.try_wait()?.is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "jitca serve did not start:\n{}",
+                std::fs::read_to_string(log_path).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if let Err(e) = wait_listening(port, &mut child, "jitca serve", log_path) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
+    }
+    Ok((child, port))
+}
+
 impl Jitca {
     /// `jitca init`, a config registering `user_pub` as `bench` (group dev) with the rules
     /// `lab` (no approval) and `prod` (one approval, from a group nobody here is in), and
     /// `limits` raised so the load is never refused; then `serve`.
     pub fn start(jitca: &Path, user_pub: &Path) -> Result<Self> {
-        let dir = tempfile::Builder::new()
-            .prefix("jitca-bench-ca.")
-            .tempdir()?;
+        let dir = ca_folder(jitca)?;
         let d = dir.path();
-        let init = Command::new(jitca)
-            .arg("init")
-            .arg("--dir")
-            .arg(d)
-            .stdout(Stdio::null())
-            .output()
-            .with_context(|| format!("run {} init", jitca.display()))?;
-        if !init.status.success() {
-            bail!("jitca init: {}", String::from_utf8_lossy(&init.stderr));
-        }
-        let key = std::fs::read_to_string(user_pub)?;
-        // Someone must be able to approve `prod`, or the config is refused; nobody does.
-        keygen(&d.join("approver_ed25519"), "approver")?;
-        let approver = std::fs::read_to_string(d.join("approver_ed25519.pub"))?;
-        let config = format!(
-            "listen: \"127.0.0.1:0\"\nca_key: ca\nhost_key: host_ed25519\ndata_dir: data\n\
-             pending_ttl: 2h\n\
-             # The load holds up to 32 connections of one user, and the memory run 500.\n\
-             limits:\n  max_startups: 2048\n  max_startups_per_source: 2048\n  max_sessions_per_user: 2048\n\
-             users:\n  bench:\n    keys: [\"{}\"]\n    groups: [dev]\n\
-             \x20 approver:\n    keys: [\"{}\"]\n    groups: [sre]\n\
-             hosts:\n  lab: [lab]\n  prod: [prod]\n\
-             rules:\n\
-             \x20 - name: lab\n    requesters: [dev]\n    hosts: [lab]\n    logins: [x]\n    max_duration: 1h\n    approvals: 0\n\
-             \x20 - name: prod\n    requesters: [dev]\n    hosts: [prod]\n    logins: [x]\n    max_duration: 1h\n    approvals: 1\n    approvers: [sre]\n",
-            key.trim(),
-            approver.trim()
-        );
-        std::fs::write(d.join("jitca.yaml"), config)?;
-        let log_path = d.join("serve.log");
-        let log = std::fs::File::create(&log_path)?;
-        let mut child = Command::new(jitca)
-            .arg("serve")
-            .arg("--config")
-            .arg(d.join("jitca.yaml"))
-            .args(["--listen", "127.0.0.1:0"])
-            .env("JITCA_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("start jitca serve")?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let port = loop {
-            let found = std::fs::File::open(&log_path).ok().and_then(|f| {
-                std::io::BufReader::new(f)
-                    .lines()
-                    .map_while(Result::ok)
-                    .find_map(|l| {
-                        let rest = l.split("listening on 127.0.0.1:").nth(1)?;
-                        rest.split(|c: char| !c.is_ascii_digit())
-                            .next()?
-                            .parse::<u16>()
-                            .ok()
-                    })
-            });
-            if let Some(port) = found {
-                break port;
-            }
-            if child.try_wait()?.is_some() || Instant::now() > deadline {
-                bail!(
-                    "jitca serve did not start:\n{}",
-                    std::fs::read_to_string(&log_path).unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        wait_listening(port, &mut child, "jitca serve", &log_path)?;
+        std::fs::write(
+            d.join("jitca.yaml"),
+            config_yaml(d, user_pub, "127.0.0.1:0", None)?,
+        )?;
+        let (child, port) = serve(
+            jitca,
+            &d.join("jitca.yaml"),
+            Some("127.0.0.1:0"),
+            &d.join("serve.log"),
+        )?;
         Ok(Jitca { dir, child, port })
+    }
+}
+
+/// One of possibly several `jitca serve` sharing a folder made by [`ca_folder`] (so the same
+/// CA key, host key, audit key and mfa.key), each with a config of its own that differs only
+/// in `listen:`, as daemons sharing one PostgreSQL database are set up.
+pub struct Daemon {
+    child: Child,
+    port: u16,
+    /// The daemon's log.
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Writes `jitca-NAME.yaml` in `dir` ([`config_yaml`] on a free loopback port, with
+    /// `store`) and serves it, its log in `serve-NAME.log`.
+    pub fn start(
+        jitca: &Path,
+        dir: &Path,
+        name: &str,
+        user_pub: &Path,
+        store: Option<&str>,
+    ) -> Result<Self> {
+        let config = dir.join(format!("jitca-{name}.yaml"));
+        let listen = format!("127.0.0.1:{}", free_port()?);
+        std::fs::write(&config, config_yaml(dir, user_pub, &listen, store)?)?;
+        let log = dir.join(format!("serve-{name}.log"));
+        let (child, port) = serve(jitca, &config, None, &log)?;
+        Ok(Daemon { child, port, log })
+    }
+}
+
+impl Target for Daemon {
+    fn name(&self) -> &'static str {
+        "jitca"
+    }
+    fn port(&self) -> u16 {
+        self.port
+    }
+    fn login(&self) -> &str {
+        "jitca"
+    }
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+    fn processes_per_connection(&self) -> usize {
+        0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
