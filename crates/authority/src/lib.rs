@@ -37,7 +37,7 @@ pub use facade::Authority;
 pub use governance::{Sighting, UsageReport, read_sshd_log, record_usage};
 pub use jitca_store::{
     Approval, AuditQuery, AuditRecord, ChainBreak, EventKind, Head, Issuance, Request, Review,
-    ReviewOutcome, Revocation, State, Usage,
+    ReviewOutcome, Revocation, State, StoreError, Usage,
 };
 pub use lifecycle::{Made, grant_of};
 pub use revocation::{KRL_GRACE, KrlStatus, PathFailure};

@@ -29,6 +29,9 @@ pub(crate) enum Failure {
     Refused(String),
     /// The command line does not fit the grammar: exit 2.
     Usage(String),
+    /// The store did not answer (a shared database gone): refused, exit 1, and the refusal
+    /// is not waited for in the audit log, which lives in the same store.
+    Unavailable(String),
 }
 
 impl From<AuthorityError> for Failure {
@@ -38,6 +41,12 @@ impl From<AuthorityError> for Failure {
             AuthorityError::Store(_) | AuthorityError::Signer(_) | AuthorityError::AuditLog(_)
         ) {
             tracing::error!(error = %e, "operation failed");
+        }
+        if matches!(
+            e,
+            AuthorityError::Store(jitca_authority::StoreError::Unavailable(_))
+        ) {
+            return Failure::Unavailable(e.to_string());
         }
         Failure::Refused(e.to_string())
     }

@@ -146,15 +146,25 @@ fn parse(line: &[u8]) -> Result<Line, Failure> {
 /// Runs one command line; returns the exit status.
 pub(crate) async fn dispatch(ctx: &mut Ctx, line: &[u8]) -> u32 {
     let outcome = run(ctx, line).await;
-    let (status, message) = match outcome {
+    let (status, message, store_down) = match outcome {
         Ok(()) => return 0,
-        Err(Failure::Refused(m)) => (1, m),
-        Err(Failure::Usage(m)) => (2, m),
+        Err(Failure::Refused(m)) => (1, m, false),
+        Err(Failure::Usage(m)) => (2, m, false),
+        Err(Failure::Unavailable(m)) => (1, m, true),
     };
     tracing::info!(user = %ctx.caller.user, status, message = %message.escape_debug(), "command refused");
     let text = mfa::recorded_line(String::from_utf8_lossy(line).into_owned());
     let recorded = message.clone();
-    if let Err(Failure::Refused(e)) = ctx
+    if store_down {
+        // Tried, but not waited for: the store that just failed holds the audit log too, and
+        // the refusal must reach the user within the store's time-out, not twice that.
+        let (authority, caller) = (ctx.authority.clone(), ctx.caller.clone());
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = authority.record_refusal(&caller, &text, &recorded) {
+                tracing::error!(error = %e, "cannot record a refused command");
+            }
+        });
+    } else if let Err(Failure::Refused(e) | Failure::Unavailable(e)) = ctx
         .call(move |a, c| a.record_refusal(c, &text, &recorded))
         .await
     {
@@ -287,7 +297,9 @@ impl std::error::Error for CommandRefusal {}
 /// would give.
 pub(crate) fn check(line: &[u8]) -> Result<CheckedCommand, CommandRefusal> {
     parse(line).map(CheckedCommand::from).map_err(|f| match f {
-        Failure::Refused(message) => CommandRefusal { status: 1, message },
+        Failure::Refused(message) | Failure::Unavailable(message) => {
+            CommandRefusal { status: 1, message }
+        }
         Failure::Usage(message) => CommandRefusal { status: 2, message },
     })
 }

@@ -128,6 +128,9 @@ fn with_sources(e: &dyn std::error::Error) -> String {
 fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
     match e {
         deadpool_postgres::PoolError::Backend(e) => db(e),
+        deadpool_postgres::PoolError::Timeout(_) => StoreError::Unavailable(
+            "the database did not answer in time (no connection could be made or had)".into(),
+        ),
         other => StoreError::Unavailable(with_sources(&other)),
     }
 }
@@ -439,15 +442,18 @@ impl CopyJob {
         let (requests, records, serials_used): (i64, i64, bool) =
             (row.get(0), row.get(1), row.get(2));
         if requests > 0 || records > 0 || serials_used {
-            return Err(StoreError::Io(format!(
-                "the database is not empty ({requests} requests, {records} audit records{}): \
-                 copy only into a new database",
-                if serials_used {
-                    ", serials handed out"
-                } else {
-                    ""
-                }
-            )));
+            return Err(StoreError::Open {
+                path: "the database".into(),
+                reason: format!(
+                    "it is not empty ({requests} requests, {records} audit records{}): copy only \
+                     into a new database",
+                    if serials_used {
+                        ", serials handed out"
+                    } else {
+                        ""
+                    }
+                ),
+            });
         }
         for chunk in self.requests.chunks(COPY_BATCH) {
             let ids: Vec<&str> = chunk.iter().map(|r| r.id.as_str()).collect();
