@@ -209,6 +209,8 @@ pub struct Idle {
     pub seconds: f64,
     /// Requests in the store.
     pub requests: u64,
+    /// The requests' table with its indexes and TOAST, bytes (PostgreSQL).
+    pub table_bytes: Option<u64>,
     pub jitca_cpu_ms: f64,
     pub postgres_cpu_ms: f64,
 }
@@ -651,13 +653,14 @@ pub fn run(options: &StoresOptions, out: &mut dyn Write) -> Result<StoresReport>
         let mut requests = Vec::new();
         for run in running.iter_mut() {
             requests.push(match &mut run.database {
-                Some(db) => db
-                    .sampler
-                    .numbers("SELECT count(*) FROM jitca_requests")?
-                    .first()
-                    .copied()
-                    .unwrap_or_default(),
-                None => run.issued,
+                Some(db) => {
+                    let v = db.sampler.numbers(
+                        "SELECT count(*), pg_total_relation_size('jitca_requests') \
+                         FROM jitca_requests",
+                    )?;
+                    (v[0], Some(v[1]))
+                }
+                None => (run.issued, None),
             });
         }
         let before: Vec<(u64, u64)> = running
@@ -670,11 +673,12 @@ pub fn run(options: &StoresOptions, out: &mut dyn Write) -> Result<StoresReport>
             })
             .collect();
         std::thread::sleep(Duration::from_secs_f64(options.idle_seconds));
-        for ((run, (j0, p0)), requests) in running.iter().zip(before).zip(requests) {
+        for ((run, (j0, p0)), (requests, table_bytes)) in running.iter().zip(before).zip(requests) {
             report.idle.push(Idle {
                 setup: run.setup,
                 seconds: options.idle_seconds,
                 requests,
+                table_bytes,
                 jitca_cpu_ms: procfs::ticks_to_ms(run.jitca_ticks().saturating_sub(j0)),
                 postgres_cpu_ms: procfs::ticks_to_ms(
                     run.database
@@ -779,8 +783,11 @@ pub fn render(options: &StoresOptions, r: &StoresReport) -> String {
              jitca_audit_head FOR UPDATE` (the audit chain's head row: one transaction at a \
              time holds it, to its end), the audit lines' `INSERT`, the head's `UPDATE`, \
              `pg_notify`, `COMMIT` (NOTIFY's commit lock, then the WAL flush, then the row lock \
-             is let go). Held: the share of the time the head lock was held (at most 1), and \
-             per issuance (held / issuances per second). Then the transaction ids handed out \
+             is let go). Held: the mean number of connections in the four held states, that is \
+             the share of the time the head lock was held (pg_stat_activity is read one \
+             connection after another, so the end of one commit and the start of the next \
+             transaction can both be seen: it can pass 1 a little when the lock is never \
+             free), and per issuance (held / issuances per second). Then the transaction ids handed out \
              (transactions that wrote) and the WAL written per issuance\n",
             SAMPLE_EVERY.as_millis()
         );
@@ -829,15 +836,18 @@ pub fn render(options: &StoresOptions, r: &StoresReport) -> String {
             "### Idle after the load\n\n\
              Every setup idle at once for {} s, CPU per second (a shared store's daemons read \
              every request again every 30 s to recount their gauges)\n\n\
-             | setup | requests stored | jitca CPU ms/s | postgres CPU ms/s |\n|:---|---:|---:|---:|",
+             | setup | requests stored | requests' table | jitca CPU ms/s | postgres CPU ms/s |\n\
+             |:---|---:|---:|---:|---:|",
             r.idle.first().map_or(0.0, |i| i.seconds)
         );
         for i in &r.idle {
             let _ = writeln!(
                 s,
-                "| {} | {} | {:.1} | {} |",
+                "| {} | {} | {} | {:.1} | {} |",
                 i.setup.label(),
                 crate::count(i.requests as f64),
+                i.table_bytes
+                    .map_or("n/a".into(), |b| format!("{:.1} MiB", b as f64 / 1048576.0)),
                 i.jitca_cpu_ms / i.seconds,
                 if i.setup == Setup::Sled {
                     "n/a".to_string()
