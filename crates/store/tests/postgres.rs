@@ -291,3 +291,25 @@ fn a_sled_store_is_copied_with_every_hash_and_the_serial_counter() {
     assert_eq!(pg.requests().unwrap().len(), 50);
     assert_eq!(verify_audit(&pg).unwrap().unwrap(), head);
 }
+
+#[test]
+fn a_database_that_does_not_wait_for_its_disk_is_refused() {
+    let url = jitca_pgtest::shared().fresh_database();
+    let db = url.rsplit('/').next().unwrap();
+    jitca_pgtest::shared().psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} SET synchronous_commit = off"),
+    );
+    let refused = PgStore::open(&PgOptions::new(url.clone()))
+        .err()
+        .expect("refused");
+    assert!(
+        refused.to_string().contains("synchronous_commit is off"),
+        "{refused}"
+    );
+    jitca_pgtest::shared().psql(
+        "postgres",
+        &format!("ALTER DATABASE {db} SET synchronous_commit = on"),
+    );
+    open(&url);
+}

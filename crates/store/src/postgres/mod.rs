@@ -223,6 +223,20 @@ impl PgStore {
         let applied = store
             .run(move |pool| async move {
                 let mut client = pool.get().await.map_err(pool_error)?;
+                // A commit must be durable before a certificate leaves: refuse a server (or
+                // role) that does not wait for its WAL to reach the disk.
+                let durability: String = client
+                    .query_one("SHOW synchronous_commit", &[])
+                    .await
+                    .map_err(db)?
+                    .get(0);
+                if durability == "off" {
+                    return Err(StoreError::Io(
+                        "synchronous_commit is off for jitca's role or database: a crash of the \
+                         database could lose issuances whose certificates have left; set it on"
+                            .into(),
+                    ));
+                }
                 if migrate {
                     return schema::migrate(&mut client).await;
                 }
