@@ -124,7 +124,7 @@ async fn serve(
         .to_string();
     tracing::info!(source = %config.ca.source, fingerprint = %ca_fingerprint, "CA key ready");
     let host_key = jitca_signer::load_private_key(&config.host_key)?;
-    let opened = crate::store::open(&config)?;
+    let opened = crate::store::open(&config, listen)?;
     if let crate::store::Opened::Sled(sled) = &opened {
         // A store written by an older release is packed while the daemon already serves.
         let sled = sled.clone();

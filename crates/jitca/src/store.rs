@@ -26,18 +26,22 @@ impl Opened {
 }
 
 /// This daemon's name among those sharing a database: the host's name and the address it
-/// listens on.
+/// listens on (`--listen` when given, else the config's).
 pub fn node(config: &Config) -> String {
+    node_at(config.listen)
+}
+
+fn node_at(listen: std::net::SocketAddr) -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_default();
-    format!("{host} {}", config.listen)
+    format!("{host} {listen}")
 }
 
-/// Opens the store the config names: sled in `data_dir` (created if missing), or the
-/// PostgreSQL database (its schema made or migrated).
-pub fn open(config: &Config) -> Result<Opened> {
-    match config.pg_options(&node(config))? {
+/// Opens the store the config names for the daemon listening on `listen`: sled in
+/// `data_dir` (created if missing), or the PostgreSQL database (its schema made or migrated).
+pub fn open(config: &Config, listen: std::net::SocketAddr) -> Result<Opened> {
+    match config.pg_options(&node_at(listen))? {
         None => Ok(Opened::Sled(Arc::new(SledStore::open_with(
             &config.data_dir,
             &StoreOptions {
