@@ -192,8 +192,7 @@ impl Cluster {
             cluster.port = free_port();
             let ours = format!(
                 "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = {}\n\
-                 max_connections = 200\nfsync = off\nsynchronous_commit = off\n\
-                 full_page_writes = off\n{settings}",
+                 max_connections = 200\nfsync = off\nfull_page_writes = off\n{settings}",
                 cluster.port,
                 conf_quote(&cluster.dir)
             );

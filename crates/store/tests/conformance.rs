@@ -9,12 +9,15 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use jitca_store::{
     Approval, AuditQuery, AuditRecord, EventKind, FactorState, Head, Issuance, MemoryStore,
     PgOptions, PgStore, Request, SecondFactor, SledStore, State, Store, StoreError, Swap,
     verify_audit,
 };
+
+mod common;
+use common::{request, t0};
 
 /// Runs every check against the backend that `$open` makes: an expression giving a fresh
 /// store and whatever must live as long as it (a folder).
@@ -94,39 +97,6 @@ backend!(postgres, {
     let url = jitca_pgtest::shared().fresh_database();
     (PgStore::open(&PgOptions::new(url)).unwrap(), ())
 });
-
-fn t0() -> DateTime<Utc> {
-    Utc.timestamp_opt(1_800_000_000, 0).unwrap()
-}
-
-fn request(id: &str) -> Request {
-    Request {
-        id: id.into(),
-        requester: "alice".into(),
-        public_key: "ssh-ed25519 AAAA".into(),
-        fingerprint: "SHA256:x".into(),
-        hosts: vec!["web1".into()],
-        logins: vec!["deploy".into()],
-        principals: vec!["deploy@web1".into()],
-        duration_secs: 3600,
-        reason: "INC-1".into(),
-        rule: "dev-web".into(),
-        approvals_needed: 1,
-        extensions: vec!["permit-pty".into()],
-        critical_options: Default::default(),
-        source: "127.0.0.1:1".into(),
-        created_at: t0(),
-        lapses_at: t0() + TimeDelta::hours(1),
-        approvals: vec![],
-        state: State::Pending,
-        break_glass: false,
-        review_required: false,
-        requester_mfa: false,
-        review: None,
-        review_due_announced: false,
-        usage: None,
-    }
-}
 
 fn approved_by(request: &Request, who: &str) -> Request {
     let mut next = request.clone();

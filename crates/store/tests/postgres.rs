@@ -5,42 +5,13 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use chrono::{TimeZone, Utc};
+use chrono::Utc;
 use jitca_pgtest::{Cluster, make_test_ca_and_server_cert};
+mod common;
+use common::request;
 use jitca_store::{
-    AuditRecord, EventKind, PgOptions, PgStore, Request, SledStore, State, Store, StoreError,
-    verify_audit,
+    AuditRecord, EventKind, PgOptions, PgStore, SledStore, Store, StoreError, verify_audit,
 };
-
-fn request(id: &str) -> Request {
-    let t = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
-    Request {
-        id: id.into(),
-        requester: "alice".into(),
-        public_key: "ssh-ed25519 AAAA".into(),
-        fingerprint: "SHA256:x".into(),
-        hosts: vec!["web1".into()],
-        logins: vec!["deploy".into()],
-        principals: vec!["deploy@web1".into()],
-        duration_secs: 3600,
-        reason: "INC-1".into(),
-        rule: "dev-web".into(),
-        approvals_needed: 1,
-        extensions: vec![],
-        critical_options: Default::default(),
-        source: "127.0.0.1:1".into(),
-        created_at: t,
-        lapses_at: t,
-        approvals: vec![],
-        state: State::Pending,
-        break_glass: false,
-        review_required: false,
-        requester_mfa: false,
-        review: None,
-        review_due_announced: false,
-        usage: None,
-    }
-}
 
 fn requested(id: &str) -> AuditRecord {
     let mut event = AuditRecord::new(EventKind::Requested, "alice");
