@@ -195,12 +195,19 @@ impl Authority {
     /// Built again whenever the store's version moved on (a revocation made by another daemon
     /// sharing the store), so every daemon serves the same bytes for the same version.
     pub fn krl(&self) -> Result<Vec<u8>, AuthorityError> {
+        Ok(self.krl_as_stored()?.0)
+    }
+
+    /// The KRL of the store's current version, and whether it had to be built again for it
+    /// (the cache held none, or an older version).
+    fn krl_as_stored(&self) -> Result<(Vec<u8>, bool), AuthorityError> {
         let state = self.store.krl_state()?;
         let mut cache = self.revocations.cache.lock().expect("krl lock");
-        if cache.as_ref().is_none_or(|c| c.version != state.version) {
+        let stale = cache.as_ref().is_none_or(|c| c.version != state.version);
+        if stale {
             *cache = Some(self.build_krl(state)?);
         }
-        Ok(cache.as_ref().expect("just built").bytes.clone())
+        Ok((cache.as_ref().expect("just built").bytes.clone(), stale))
     }
 
     /// Starts a new KRL version: after every revocation, at start, and when expired entries
@@ -229,22 +236,9 @@ impl Authority {
         if !self.store.shared() {
             return Ok(());
         }
-        let state = self.store.krl_state()?;
-        let stale = self
-            .revocations
-            .cache
-            .lock()
-            .expect("krl lock")
-            .as_ref()
-            .is_none_or(|c| c.version != state.version);
-        if stale {
-            let built = self.build_krl(state)?;
-            let bytes = built.bytes.clone();
-            *self.revocations.cache.lock().expect("krl lock") = Some(built);
-            tracing::info!(
-                version = state.version,
-                "KRL version made by another daemon"
-            );
+        let (bytes, rebuilt) = self.krl_as_stored()?;
+        if rebuilt {
+            tracing::info!("KRL version made by another daemon");
             self.write_krl_path(&bytes);
         }
         if recount {

@@ -160,27 +160,20 @@ impl Handler for Connection {
                 // that does not answer must not hold the login as well as the command.
                 let authority = self.authority.clone();
                 let whose = user.clone();
-                let read = tokio::time::timeout(
+                let read = match tokio::time::timeout(
                     MFA_READ_LIMIT,
                     tokio::task::spawn_blocking(move || authority.mfa_active(&whose)),
                 )
-                .await;
-                let active = match read {
-                    Ok(Ok(Ok(active))) => active,
-                    Ok(Ok(Err(e))) => {
-                        tracing::error!(%user, error = %e, "cannot read a second factor");
-                        false
-                    }
-                    Ok(Err(e)) => {
-                        tracing::error!(%user, error = %e, "cannot read a second factor");
-                        false
-                    }
-                    Err(_) => {
-                        tracing::error!(%user, "cannot read a second factor: the store did not \
-                            answer in time");
-                        false
-                    }
+                .await
+                {
+                    Ok(Ok(read)) => read.map_err(|e| e.to_string()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("the store did not answer in time".to_string()),
                 };
+                let active = read.unwrap_or_else(|e| {
+                    tracing::error!(%user, error = %e, "cannot read a second factor");
+                    false
+                });
                 if !active {
                     return Ok(self.authenticated(user, Factor::NotEnrolled));
                 }

@@ -284,3 +284,19 @@ fn a_database_that_does_not_wait_for_its_disk_is_refused() {
     );
     open(&url);
 }
+
+#[test]
+fn offline_commands_open_only_a_database_of_their_own_schema_and_change_nothing() {
+    let url = jitca_pgtest::shared().fresh_database();
+    let refused = PgStore::open_existing(&PgOptions::new(url.clone()))
+        .err()
+        .expect("an empty database is not migrated by a reader");
+    assert!(
+        refused.to_string().contains("schema is version 0"),
+        "{refused}"
+    );
+    assert_eq!(PgStore::probe(&PgOptions::new(url.clone())).unwrap(), 0);
+    drop(open(&url));
+    let reader = PgStore::open_existing(&PgOptions::new(url)).unwrap();
+    assert_eq!(reader.audit_head().unwrap().seq, 0);
+}

@@ -833,3 +833,30 @@ fn the_key_a_client_presents_identifies_its_user() {
         assert_eq!(found.map(|u| u.name.as_str()), Some(user), "{line}");
     }
 }
+
+#[test]
+fn the_store_password_file_is_read_only_when_closed_to_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("jitca.yaml");
+    let password = dir.path().join("db-password");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = parse(
+        "store: postgres://jitca@db/jitca\nstore_password_file: db-password\n",
+        &file,
+    )
+    .unwrap();
+    let refused = format!("{:#}", config.pg_options("node").unwrap_err());
+    assert!(refused.contains("0644"), "{refused}");
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let options = config.pg_options("node").unwrap().unwrap();
+    assert_eq!(options.password.as_deref(), Some("s3cret"));
+    assert_eq!(options.node, "node");
+    assert!(
+        parse("", &file)
+            .unwrap()
+            .pg_options("node")
+            .unwrap()
+            .is_none()
+    );
+}
