@@ -114,7 +114,7 @@ host_key: host_ed25519        # host key of the control channel (mode 0600 too)
 audit_key: audit_ed25519      # signs audit checkpoints; never the CA key (made if missing)
 # checkpoint_interval: 1h     # how often the daemon writes a signed checkpoint
 data_dir: data                # the store (sled)
-# store_cache: 64MiB          # the most memory the store's page cache takes
+# store_cache: 32MiB          # the most memory the store's page cache takes
 # store: postgres://jitca@db.internal:5432/jitca?sslmode=verify-full  # instead of data_dir:
 # store_password_file: db-password   # several daemons on one database (docs/ha.md)
 # audit_log: audit.jsonl      # the audit records also as JSON lines, for a log shipper

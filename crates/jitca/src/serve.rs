@@ -420,7 +420,7 @@ async fn lapse_sweeper(authority: Arc<Authority>) {
             a.lapse_due()?;
             a.prune_krl()?;
             a.record_auth_failure(None)?;
-            release_free_memory();
+            jitca_store::release_free_memory();
             Ok(())
         })
         .await;
@@ -441,24 +441,6 @@ async fn checkpoints(authority: Arc<Authority>, interval: Duration) {
         match blocking(&authority, |a| a.checkpoint(None)).await {
             Ok(signed) => tracing::info!(checkpoint = %signed, "audit checkpoint signed"),
             Err(e) => tracing::error!(error = %e, "cannot sign an audit checkpoint"),
-        }
-    }
-}
-
-/// Gives the memory freed since the last call back to the system. glibc keeps freed memory
-/// in its arenas (one per thread that allocated, and the blocking threads change) and returns
-/// only the top of each heap; after a burst of requests the daemon held three times its live
-/// heap (docs/benchmarks.md, memory). `malloc_trim` also releases the free pages inside them.
-fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        unsafe extern "C" {
-            fn malloc_trim(pad: usize) -> std::ffi::c_int;
-        }
-        // SAFETY: malloc_trim takes no pointers and is thread-safe; it only hands free pages
-        // of the allocator's own heaps back to the kernel.
-        unsafe {
-            malloc_trim(0);
         }
     }
 }

@@ -41,6 +41,9 @@ const PACKED_KEY: &[u8] = b"audit_packed";
 const FORMAT: u8 = 1;
 /// zstd's level: its default, fast to write (other levels were not measured).
 const LEVEL: i32 = 3;
+/// Threads reading the packed chain for one query: this machine's two cores both help, and a
+/// query never takes more than this many whatever the host has.
+const READERS: u64 = 2;
 /// The kinds of names indexed: user, host, request id, serial.
 const TAGS: [u8; 4] = [b'u', b'h', b'r', b's'];
 
@@ -257,6 +260,20 @@ fn lookup_postings(
     }
 }
 
+/// Decodes the line of `seq` and keeps it in `found` if it matches `query`.
+fn keep(
+    query: &AuditQuery,
+    seq: u64,
+    line: &[u8],
+    found: &mut Vec<(AuditRecord, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    let record = decode_record(seq, line)?;
+    if query.matches(&record) {
+        found.push((record, line.to_vec()));
+    }
+    Ok(())
+}
+
 /// The first seq of the packed block holding `seq`.
 fn block_of(seq: u64) -> u64 {
     (seq - 1) / BLOCK * BLOCK + 1
@@ -464,11 +481,21 @@ impl SledStore {
         if cache.holds(seq) {
             return Ok(true);
         }
-        let Some(item) = self.frames.range(..=seq.to_be_bytes()).next_back() else {
-            return Ok(false);
+        // Frames start every FRAME seqs from 1, so the key is known: a point read, which sled
+        // answers much faster than the backward range a damaged layout would need.
+        let first = (seq - 1) / FRAME * FRAME + 1;
+        let (first, value) = match self.frames.get(first.to_be_bytes()).map_err(io)? {
+            Some(value) => (first, value),
+            None => {
+                let Some(item) = self.frames.range(..=seq.to_be_bytes()).next_back() else {
+                    return Ok(false);
+                };
+                let (key, value) = item.map_err(io)?;
+                let first =
+                    be_u64(&key).ok_or_else(|| corrupt("audit frame key".into(), "not a seq"))?;
+                (first, value)
+            }
         };
-        let (key, value) = item.map_err(io)?;
-        let first = be_u64(&key).ok_or_else(|| corrupt("audit frame key".into(), "not a seq"))?;
         cache.load(first, &value)?;
         Ok(cache.holds(seq))
     }
@@ -537,37 +564,20 @@ impl SledStore {
         if lo > hi {
             return Ok(());
         }
+        let tail_lo = lo.max(packed + 1);
+        let term = query_term(query);
+        if lo <= packed && !self.scan_packed(query, term.as_ref(), lo, hi.min(packed), visit)? {
+            return Ok(());
+        }
+        if tail_lo > hi {
+            return Ok(());
+        }
         let mut emit = |seq: u64, line: &[u8]| -> Result<bool, StoreError> {
             let record = decode_record(seq, line)?;
             Ok(!query.matches(&record) || visit(&record, line))
         };
-        let tail_lo = lo.max(packed + 1);
-        match query_term(query) {
+        match term {
             Some((tag, name)) => {
-                if lo <= packed {
-                    let key = |seq: u64| [&[tag][..], &seq.to_be_bytes()].concat();
-                    let blocks = self.postings.range(key(block_of(lo))..=key(hi.min(packed)));
-                    for item in blocks {
-                        let (k, value) = item.map_err(io)?;
-                        let block = be_u64(&k[1..])
-                            .ok_or_else(|| corrupt("audit postings key".into(), "not a seq"))?;
-                        for offset in lookup_postings(&mut cache.unpacker, block, &value, &name)? {
-                            let seq = block + u64::from(offset);
-                            if seq < lo || seq > hi.min(packed) {
-                                continue;
-                            }
-                            if !self.frame_for(seq, &mut cache)? {
-                                continue;
-                            }
-                            if !emit(seq, cache.line((seq - cache.first) as usize))? {
-                                return Ok(());
-                            }
-                        }
-                    }
-                }
-                if tail_lo > hi {
-                    return Ok(());
-                }
                 let prefix = index_prefix_of(tag, &name);
                 let key = |seq: u64| [prefix.as_slice(), &seq.to_be_bytes()].concat();
                 for item in self.index.range(key(tail_lo)..=key(hi)) {
@@ -582,18 +592,6 @@ impl SledStore {
                 }
             }
             None => {
-                let mut seq = lo;
-                while seq <= hi.min(packed) {
-                    if !self.frame_for(seq, &mut cache)? {
-                        // A hole (only in a damaged log): look further on.
-                        seq += 1;
-                        continue;
-                    }
-                    if !emit(seq, cache.line((seq - cache.first) as usize))? {
-                        return Ok(());
-                    }
-                    seq += 1;
-                }
                 for item in self.audit.range(tail_lo.to_be_bytes()..=hi.to_be_bytes()) {
                     let (k, line) = item.map_err(io)?;
                     let seq = be_u64(&k).ok_or_else(|| corrupt("audit key".into(), "not a seq"))?;
@@ -602,6 +600,129 @@ impl SledStore {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The packed records in `lo..=hi` (all packed) that match `query`, visited in seq order;
+    /// false if `visit` asked to stop. With a `term`, only the frames its postings name are
+    /// read. The reading, decompressing and decoding run on [`READERS`] threads, each taking
+    /// every [`READERS`]th block and handing its matches back in order, at most two blocks
+    /// ahead (a block's matches are at most 1,024 records, about a megabyte): a query over a
+    /// year reads tens of thousands of frames, each a sled read and a decompression, and one
+    /// thread doing all of it was the whole of the query's time (docs/benchmarks.md).
+    fn scan_packed(
+        &self,
+        query: &AuditQuery,
+        term: Option<&(u8, Vec<u8>)>,
+        lo: u64,
+        hi: u64,
+        visit: &mut dyn FnMut(&AuditRecord, &[u8]) -> bool,
+    ) -> Result<bool, StoreError> {
+        type Chunk = Result<Vec<(AuditRecord, Vec<u8>)>, StoreError>;
+        let first_block = block_of(lo);
+        let chunks = (hi - first_block) / BLOCK + 1;
+        // Chunk `i` is the block `first_block + i * BLOCK` clipped to `lo..=hi`.
+        let range_of = |i: u64| {
+            let start = first_block + i * BLOCK;
+            (start.max(lo), (start + BLOCK - 1).min(hi))
+        };
+        let scanned = std::thread::scope(|s| {
+            let mut readers = Vec::new();
+            for r in 0..READERS.min(chunks) {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(1);
+                s.spawn(move || {
+                    let mut cache = match FrameCache::new() {
+                        Ok(cache) => cache,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let mut i = r;
+                    while i < chunks {
+                        let (a, b) = range_of(i);
+                        let mut found = Vec::new();
+                        let read = match term {
+                            Some((tag, name)) => self.read_postings_range(
+                                query, *tag, name, a, b, &mut cache, &mut found,
+                            ),
+                            None => self.read_frames_range(query, a, b, &mut cache, &mut found),
+                        };
+                        let failed = read.is_err();
+                        if tx.send(read.map(|()| found)).is_err() || failed {
+                            return;
+                        }
+                        i += READERS;
+                    }
+                });
+                readers.push(rx);
+            }
+            for i in 0..chunks {
+                let chunk = readers[(i % READERS) as usize]
+                    .recv()
+                    .map_err(|_| StoreError::Io("an audit reader thread stopped".into()))??;
+                for (record, line) in &chunk {
+                    if !visit(record, line) {
+                        // Dropping the receivers stops the readers at their next chunk.
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        });
+        // The readers are gone; what they freed stays in their allocator arenas.
+        if chunks > 1 {
+            crate::release_free_memory();
+        }
+        scanned
+    }
+
+    /// Into `found`: the records of `a..=b` (packed) whose postings under `tag` name `name`
+    /// and that match `query`.
+    #[allow(clippy::too_many_arguments)]
+    fn read_postings_range(
+        &self,
+        query: &AuditQuery,
+        tag: u8,
+        name: &[u8],
+        a: u64,
+        b: u64,
+        cache: &mut FrameCache,
+        found: &mut Vec<(AuditRecord, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let key = |seq: u64| [&[tag][..], &seq.to_be_bytes()].concat();
+        for item in self.postings.range(key(block_of(a))..=key(b)) {
+            let (k, value) = item.map_err(io)?;
+            let block =
+                be_u64(&k[1..]).ok_or_else(|| corrupt("audit postings key".into(), "not a seq"))?;
+            for offset in lookup_postings(&mut cache.unpacker, block, &value, name)? {
+                let seq = block + u64::from(offset);
+                if seq < a || seq > b || !self.frame_for(seq, cache)? {
+                    continue;
+                }
+                keep(query, seq, cache.line((seq - cache.first) as usize), found)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Into `found`: the records of `a..=b` (packed) that match `query`.
+    fn read_frames_range(
+        &self,
+        query: &AuditQuery,
+        a: u64,
+        b: u64,
+        cache: &mut FrameCache,
+        found: &mut Vec<(AuditRecord, Vec<u8>)>,
+    ) -> Result<(), StoreError> {
+        let mut seq = a;
+        while seq <= b {
+            // A seq no frame holds is a hole (only in a damaged log): look further on.
+            if self.frame_for(seq, cache)? {
+                keep(query, seq, cache.line((seq - cache.first) as usize), found)?;
+            }
+            seq += 1;
         }
         Ok(())
     }
@@ -744,6 +865,88 @@ mod tests {
         assert_eq!(by_user(&store, "u3"), alice);
     }
 
+    /// The seqs `query` finds, stopping after `stop` of them.
+    fn found(store: &SledStore, query: &AuditQuery, stop: usize) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        store
+            .scan_audit(query, &mut |r, line| {
+                assert_eq!(
+                    decode_record(r.seq, line).unwrap(),
+                    *r,
+                    "the line is the record's"
+                );
+                seqs.push(r.seq);
+                seqs.len() < stop
+            })
+            .unwrap();
+        seqs
+    }
+
+    #[test]
+    fn queries_over_packed_blocks_and_the_tail_find_what_a_filter_of_every_line_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let count = 5 * BLOCK + 300;
+        for chunk in (0..count).collect::<Vec<_>>().chunks(500) {
+            let batch: Vec<AuditRecord> = chunk.iter().map(|i| record(*i)).collect();
+            store.append_audit(&batch).unwrap();
+        }
+        assert_eq!(store.packed().unwrap(), 5 * BLOCK);
+        let every: Vec<AuditRecord> = every_line(&store)
+            .iter()
+            .map(|(seq, line)| decode_record(*seq, line).unwrap())
+            .collect();
+        let time = |seq: u64| every[seq as usize - 1].time;
+        let queries = [
+            AuditQuery {
+                user: Some("u3".into()),
+                ..Default::default()
+            },
+            AuditQuery {
+                host: Some("h4".into()),
+                since: Some(time(BLOCK + 17)),
+                until: Some(time(5 * BLOCK + 120)),
+                ..Default::default()
+            },
+            AuditQuery {
+                request: Some(format!("r{}", (3 * BLOCK + 9) / 4)),
+                ..Default::default()
+            },
+            AuditQuery {
+                serial: Some(2 * BLOCK + 2),
+                ..Default::default()
+            },
+            AuditQuery {
+                since: Some(time(BLOCK - 3)),
+                until: Some(time(4 * BLOCK + 5)),
+                ..Default::default()
+            },
+            AuditQuery {
+                after_seq: Some(2 * BLOCK + 700),
+                user: Some("u1".into()),
+                ..Default::default()
+            },
+            AuditQuery::default(),
+        ];
+        for query in &queries {
+            let want: Vec<u64> = every
+                .iter()
+                .filter(|r| query.matches(r))
+                .map(|r| r.seq)
+                .collect();
+            assert!(!want.is_empty(), "{query:?} finds something");
+            assert_eq!(found(&store, query, usize::MAX), want, "{query:?}");
+            // A reader that stops early gets exactly the first ones, in order.
+            for stop in [1, 3, want.len().div_ceil(2)] {
+                assert_eq!(
+                    found(&store, query, stop),
+                    want[..stop.min(want.len())],
+                    "{query:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn appends_pack_each_full_block_and_a_reader_defers_it() {
         let dir = tempfile::tempdir().unwrap();
@@ -802,7 +1005,7 @@ mod tests {
     #[test]
     fn the_page_cache_is_bounded_by_the_option() {
         let dir = tempfile::tempdir().unwrap();
-        assert_eq!(StoreOptions::default().cache_bytes, 64 * 1024 * 1024);
+        assert_eq!(StoreOptions::default().cache_bytes, 32 * 1024 * 1024);
         let store = SledStore::open(dir.path()).unwrap();
         assert_eq!(store.cache_bytes(), StoreOptions::DEFAULT_CACHE_BYTES);
         drop(store);

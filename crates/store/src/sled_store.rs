@@ -58,13 +58,16 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 pub struct StoreOptions {
     /// The most memory sled keeps for its page cache, in bytes. sled's own default (1 GiB)
     /// let the daemon hold most of a large store in memory; pages not cached are read again
-    /// from the file (and the kernel's page cache) when needed.
+    /// from the file (and the kernel's page cache) when needed. sled evicts lazily (each of
+    /// its 256 cache shards settles its accounts every 64 pages read into it), so a long scan
+    /// such as `audit verify` leaves up to some thousands of pages above this for a while
+    /// (docs/benchmarks.md, memory).
     pub cache_bytes: u64,
 }
 
 impl StoreOptions {
-    /// The page cache's default size: 64 MiB.
-    pub const DEFAULT_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+    /// The page cache's default size: 32 MiB.
+    pub const DEFAULT_CACHE_BYTES: u64 = 32 * 1024 * 1024;
 }
 
 impl Default for StoreOptions {

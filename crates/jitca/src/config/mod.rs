@@ -48,7 +48,7 @@ pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(60 * 60);
 /// The longest `checkpoint_interval`.
 pub const MAX_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 /// `store_cache` when the file does not say: the most memory the store's page cache takes.
-pub const DEFAULT_STORE_CACHE: u64 = 64 * 1024 * 1024;
+pub const DEFAULT_STORE_CACHE: u64 = 32 * 1024 * 1024;
 /// The smallest `store_cache`: below it sled reads the same pages again and again.
 pub const MIN_STORE_CACHE: u64 = 1024 * 1024;
 
@@ -100,7 +100,7 @@ pub struct Config {
     pub audit_key: PathBuf,
     /// How often the daemon writes a signed checkpoint of the audit chain.
     pub checkpoint_interval: Duration,
-    /// The most memory the store's page cache takes, in bytes (`store_cache: 64MiB`).
+    /// The most memory the store's page cache takes, in bytes (`store_cache: 32MiB`).
     pub store_cache: u64,
     /// Webhooks alerted of requests, decisions, break-glass, revocations and reviews due.
     pub notify: Vec<Webhook>,

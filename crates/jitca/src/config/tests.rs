@@ -359,7 +359,7 @@ fn pending_ttl() {
 #[test]
 fn store_cache_is_a_size_with_a_default() {
     assert_eq!(parse("", file()).unwrap().store_cache, DEFAULT_STORE_CACHE);
-    assert_eq!(DEFAULT_STORE_CACHE, 64 << 20);
+    assert_eq!(DEFAULT_STORE_CACHE, 32 << 20);
     let set = |text: &str| parse(&format!("store_cache: {text}\n"), file()).unwrap();
     assert_eq!(set("256MiB").store_cache, 256 << 20);
     assert_eq!(set("2GiB").store_cache, 2 << 30);
