@@ -182,6 +182,18 @@ impl Unpacker {
 
     /// The text of a value made by [`pack_value`]; `what` names it in an error.
     fn open(&mut self, value: &[u8], what: impl Fn() -> String) -> Result<Vec<u8>, StoreError> {
+        let mut text = Vec::new();
+        self.open_into(value, &mut text, what)?;
+        Ok(text)
+    }
+
+    /// [`Unpacker::open`] into `text` (cleared first), reusing its allocation.
+    fn open_into(
+        &mut self,
+        value: &[u8],
+        text: &mut Vec<u8>,
+        what: impl Fn() -> String,
+    ) -> Result<(), StoreError> {
         let bad = |reason: &str| corrupt(what(), reason);
         let (&format, rest) = value.split_first().ok_or_else(|| bad("empty"))?;
         if format != FORMAT {
@@ -191,14 +203,16 @@ impl Unpacker {
             Ok(Some(len)) if len <= MAX_TEXT as u64 => len as usize,
             _ => return Err(bad("unreadable")),
         };
-        let text = self
+        text.clear();
+        text.reserve(len);
+        let written = self
             .0
-            .decompress(rest, len)
+            .decompress_to_buffer(rest, text)
             .map_err(|_| bad("unreadable"))?;
-        if text.len() != len {
+        if written != len || text.len() != len {
             return Err(bad("unreadable"));
         }
-        Ok(text)
+        Ok(())
     }
 }
 
@@ -260,18 +274,30 @@ fn lookup_postings(
     }
 }
 
-/// Decodes the line of `seq` and keeps it in `found` if it matches `query`.
-fn keep(
-    query: &AuditQuery,
-    seq: u64,
-    line: &[u8],
-    found: &mut Vec<(AuditRecord, Vec<u8>)>,
-) -> Result<(), StoreError> {
-    let record = decode_record(seq, line)?;
-    if query.matches(&record) {
-        found.push((record, line.to_vec()));
+/// The lines a query's reader found in one block, in one buffer: handing back one buffer
+/// per block, and decoding on the thread that visits, keeps the readers' allocations on their
+/// own threads (a record decoded on one thread and freed on another cost more than decoding).
+#[derive(Default)]
+struct Found {
+    text: Vec<u8>,
+    /// Each line's seq and where it ends in `text` (it starts where the one before ends).
+    lines: Vec<(u64, usize)>,
+}
+
+impl Found {
+    fn push(&mut self, seq: u64, line: &[u8]) {
+        self.text.extend_from_slice(line);
+        self.lines.push((seq, self.text.len()));
     }
-    Ok(())
+
+    fn iter(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        let mut start = 0;
+        self.lines.iter().map(move |&(seq, end)| {
+            let line = &self.text[start..end];
+            start = end;
+            (seq, line)
+        })
+    }
 }
 
 /// The first seq of the packed block holding `seq`.
@@ -307,19 +333,14 @@ impl FrameCache {
     }
 
     fn load(&mut self, first: u64, value: &[u8]) -> Result<(), StoreError> {
-        self.text = self
-            .unpacker
-            .open(value, || format!("audit frame {first}"))?;
-        self.first = first;
+        // Forget the frame before reading another: a failed read leaves nothing held.
         self.starts.clear();
+        self.unpacker
+            .open_into(value, &mut self.text, || format!("audit frame {first}"))?;
+        self.first = first;
         self.starts.push(0);
-        self.starts.extend(
-            self.text
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| **b == b'\n')
-                .map(|(i, _)| i + 1),
-        );
+        self.starts
+            .extend(memchr::memchr_iter(b'\n', &self.text).map(|i| i + 1));
         Ok(())
     }
 
@@ -606,7 +627,7 @@ impl SledStore {
 
     /// The packed records in `lo..=hi` (all packed) that match `query`, visited in seq order;
     /// false if `visit` asked to stop. With a `term`, only the frames its postings name are
-    /// read. The reading, decompressing and decoding run on [`READERS`] threads, each taking
+    /// read. The reading and decompressing run on [`READERS`] threads, each taking
     /// every [`READERS`]th block and handing its matches back in order, at most two blocks
     /// ahead (a block's matches are at most 1,024 records, about a megabyte): a query over a
     /// year reads tens of thousands of frames, each a sled read and a decompression, and one
@@ -619,7 +640,7 @@ impl SledStore {
         hi: u64,
         visit: &mut dyn FnMut(&AuditRecord, &[u8]) -> bool,
     ) -> Result<bool, StoreError> {
-        type Chunk = Result<Vec<(AuditRecord, Vec<u8>)>, StoreError>;
+        type Chunk = Result<Found, StoreError>;
         let first_block = block_of(lo);
         let chunks = (hi - first_block) / BLOCK + 1;
         // Chunk `i` is the block `first_block + i * BLOCK` clipped to `lo..=hi`.
@@ -642,12 +663,12 @@ impl SledStore {
                     let mut i = r;
                     while i < chunks {
                         let (a, b) = range_of(i);
-                        let mut found = Vec::new();
+                        let mut found = Found::default();
                         let read = match term {
-                            Some((tag, name)) => self.read_postings_range(
-                                query, *tag, name, a, b, &mut cache, &mut found,
-                            ),
-                            None => self.read_frames_range(query, a, b, &mut cache, &mut found),
+                            Some((tag, name)) => {
+                                self.read_postings_range(*tag, name, a, b, &mut cache, &mut found)
+                            }
+                            None => self.read_frames_range(a, b, &mut cache, &mut found),
                         };
                         let failed = read.is_err();
                         if tx.send(read.map(|()| found)).is_err() || failed {
@@ -662,8 +683,9 @@ impl SledStore {
                 let chunk = readers[(i % READERS) as usize]
                     .recv()
                     .map_err(|_| StoreError::Io("an audit reader thread stopped".into()))??;
-                for (record, line) in &chunk {
-                    if !visit(record, line) {
+                for (seq, line) in chunk.iter() {
+                    let record = decode_record(seq, line)?;
+                    if query.matches(&record) && !visit(&record, line) {
                         // Dropping the receivers stops the readers at their next chunk.
                         return Ok(false);
                     }
@@ -678,18 +700,15 @@ impl SledStore {
         scanned
     }
 
-    /// Into `found`: the records of `a..=b` (packed) whose postings under `tag` name `name`
-    /// and that match `query`.
-    #[allow(clippy::too_many_arguments)]
+    /// Into `found`: the lines of `a..=b` (packed) whose postings under `tag` name `name`.
     fn read_postings_range(
         &self,
-        query: &AuditQuery,
         tag: u8,
         name: &[u8],
         a: u64,
         b: u64,
         cache: &mut FrameCache,
-        found: &mut Vec<(AuditRecord, Vec<u8>)>,
+        found: &mut Found,
     ) -> Result<(), StoreError> {
         let key = |seq: u64| [&[tag][..], &seq.to_be_bytes()].concat();
         for item in self.postings.range(key(block_of(a))..=key(b)) {
@@ -701,26 +720,25 @@ impl SledStore {
                 if seq < a || seq > b || !self.frame_for(seq, cache)? {
                     continue;
                 }
-                keep(query, seq, cache.line((seq - cache.first) as usize), found)?;
+                found.push(seq, cache.line((seq - cache.first) as usize));
             }
         }
         Ok(())
     }
 
-    /// Into `found`: the records of `a..=b` (packed) that match `query`.
+    /// Into `found`: the lines of `a..=b` (packed).
     fn read_frames_range(
         &self,
-        query: &AuditQuery,
         a: u64,
         b: u64,
         cache: &mut FrameCache,
-        found: &mut Vec<(AuditRecord, Vec<u8>)>,
+        found: &mut Found,
     ) -> Result<(), StoreError> {
         let mut seq = a;
         while seq <= b {
             // A seq no frame holds is a hole (only in a damaged log): look further on.
             if self.frame_for(seq, cache)? {
-                keep(query, seq, cache.line((seq - cache.first) as usize), found)?;
+                found.push(seq, cache.line((seq - cache.first) as usize));
             }
             seq += 1;
         }
