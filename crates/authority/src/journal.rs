@@ -99,6 +99,13 @@ impl Authority {
         }
     }
 
+    /// Whether the store still completes a flush: the watchdog's sign that the daemon can
+    /// still do its work (a storage engine stuck inside itself never returns from it).
+    pub fn store_alive(&self) -> Result<(), AuthorityError> {
+        self.store.flush()?;
+        Ok(())
+    }
+
     /// Makes every write so far durable: the store flushed, and the audit file (if any)
     /// caught up and synced. Every path that lets a certificate leave goes through here.
     pub(crate) fn durable(&self) -> Result<(), AuthorityError> {

@@ -235,7 +235,11 @@ async fn serve(
         )));
     }
     if let Some(interval) = crate::systemd::watchdog_interval() {
-        tasks.push(tokio::spawn(crate::systemd::keep_alive(interval)));
+        let alive = {
+            let authority = authority.clone();
+            move || authority.store_alive().map_err(|e| e.to_string())
+        };
+        tasks.push(tokio::spawn(crate::systemd::keep_alive(interval, alive)));
     }
     // The listener is bound and the start recorded: connections are accepted from here on.
     crate::systemd::ready(&serving(bound));

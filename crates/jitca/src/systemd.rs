@@ -54,12 +54,129 @@ pub fn watchdog_interval() -> Option<Duration> {
     (usec > 0).then(|| Duration::from_micros(usec / 2))
 }
 
-/// Sends `WATCHDOG=1` every `interval`, for as long as the runtime (and so the daemon) is
-/// responsive enough to run this task.
-pub async fn keep_alive(interval: Duration) {
+/// Sends `WATCHDOG=1` every `interval` while the daemon can still do its work: the runtime
+/// runs this task, and `alive` (the store completing a flush, on a blocking thread) answers
+/// within the interval. A storage engine stuck inside itself (sled 0.34 can deadlock under
+/// sustained writes, spacejam/sled#1412; docs/benchmarks.md) stops the pings, and systemd
+/// restarts the daemon after `WatchdogSec`: every write that let a certificate leave was
+/// flushed, and the store recovers it at the next start.
+pub async fn keep_alive<F>(interval: Duration, alive: F)
+where
+    F: Fn() -> Result<(), String> + Clone + Send + 'static,
+{
+    watch(interval, alive, || send(&[NotifyState::Watchdog])).await
+}
+
+/// [`keep_alive`] with the ping given. One probe at a time: a probe still running at the
+/// next tick is waited for again, not joined by another.
+async fn watch<F>(interval: Duration, alive: F, ping: impl Fn())
+where
+    F: Fn() -> Result<(), String> + Clone + Send + 'static,
+{
     let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut running: Option<tokio::task::JoinHandle<Result<(), String>>> = None;
+    let mut stuck = false;
     loop {
         tick.tick().await;
-        send(&[NotifyState::Watchdog]);
+        let mut probe = running
+            .take()
+            .unwrap_or_else(|| tokio::task::spawn_blocking(alive.clone()));
+        match tokio::time::timeout(interval, &mut probe).await {
+            Err(_) => {
+                tracing::error!(
+                    waited = ?interval,
+                    "the store has not completed a flush: not telling systemd the daemon is \
+                     alive (it restarts the daemon after WatchdogSec)"
+                );
+                stuck = true;
+                running = Some(probe);
+            }
+            Ok(Err(panicked)) => {
+                tracing::error!(error = %panicked, "the store's liveness check failed");
+            }
+            Ok(Ok(outcome)) => {
+                if let Err(e) = outcome {
+                    // A flush that fails (a full disk) is not a hang: what needs it is refused
+                    // with the reason, and the daemon still answers.
+                    tracing::error!(error = %e, "the store cannot flush");
+                }
+                if std::mem::take(&mut stuck) {
+                    tracing::info!("the store completes flushes again");
+                }
+                ping();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Pings and probes counted while the store answers, hangs, and answers again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_watchdog_is_pinged_only_while_the_store_completes_a_flush() {
+        /// Lets every probe return when the test ends, also by a failed assertion (the
+        /// runtime waits for its blocking threads).
+        struct Release(Arc<AtomicBool>);
+        impl Drop for Release {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
+        let hung = Arc::new(AtomicBool::new(false));
+        let _release = Release(hung.clone());
+        let probes = Arc::new(AtomicUsize::new(0));
+        let pings = Arc::new(AtomicUsize::new(0));
+        let alive = {
+            let (hung, probes) = (hung.clone(), probes.clone());
+            move || {
+                probes.fetch_add(1, Ordering::SeqCst);
+                while hung.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Ok(())
+            }
+        };
+        let task = tokio::spawn(watch(Duration::from_millis(20), alive, {
+            let pings = pings.clone();
+            move || {
+                pings.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+        let settle = || tokio::time::sleep(Duration::from_millis(300));
+        settle().await;
+        assert!(
+            pings.load(Ordering::SeqCst) >= 3,
+            "pinged while the store answers"
+        );
+
+        hung.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let (pings_hung, probes_hung) =
+            (pings.load(Ordering::SeqCst), probes.load(Ordering::SeqCst));
+        settle().await;
+        assert_eq!(
+            pings.load(Ordering::SeqCst),
+            pings_hung,
+            "no ping while a flush hangs"
+        );
+        assert_eq!(
+            probes.load(Ordering::SeqCst),
+            probes_hung,
+            "a hung probe is waited for, not joined by more"
+        );
+
+        hung.store(false, Ordering::SeqCst);
+        settle().await;
+        assert!(
+            pings.load(Ordering::SeqCst) >= pings_hung + 3,
+            "pinged again once the store answers"
+        );
+        task.abort();
     }
 }
