@@ -20,39 +20,21 @@
 
 use std::time::Instant;
 
-use chrono::{TimeDelta, TimeZone, Utc};
+use chrono::TimeDelta;
 use jitca_store::{AuditRecord, EventKind, Issuance, Request, SledStore, State, Store, Swap};
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+/// The store tests' sample request, with a real key's and reason's length.
 fn request(i: u64) -> Request {
-    let t0 = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
-    Request {
-        id: format!("r{i:09}"),
-        requester: "alice".into(),
-        public_key:
-            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8mYh7bWm7cQn1lX2c0d3y1o8Q3QpN3Hc3mVJkq0f2R"
-                .into(),
-        fingerprint: "SHA256:uN4Qb4wJ0bBq0Y7oJ1y6b0v4V2pWn8Jm1lP9k3sQe5A".into(),
-        hosts: vec!["web1".into()],
-        logins: vec!["deploy".into()],
-        principals: vec!["deploy@web1".into()],
-        duration_secs: 3600,
-        reason: "INC-4411 investigate latency on web1".into(),
-        rule: "prod-web".into(),
-        approvals_needed: 1,
-        extensions: vec!["permit-pty".into()],
-        critical_options: Default::default(),
-        source: "10.1.2.3:52814".into(),
-        created_at: t0,
-        lapses_at: t0 + TimeDelta::hours(1),
-        approvals: vec![],
-        state: State::Pending,
-        break_glass: false,
-        review_required: false,
-        requester_mfa: false,
-        review: None,
-        review_due_announced: false,
-        usage: None,
-    }
+    let mut r = common::request(&format!("r{i:09}"));
+    r.public_key =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ8mYh7bWm7cQn1lX2c0d3y1o8Q3QpN3Hc3mVJkq0f2R".into();
+    r.fingerprint = "SHA256:uN4Qb4wJ0bBq0Y7oJ1y6b0v4V2pWn8Jm1lP9k3sQe5A".into();
+    r.reason = "INC-4411 investigate latency on web1".into();
+    r.source = "10.1.2.3:52814".into();
+    r
 }
 
 /// The issued form of `request(i)`, with a certificate of a real one's length.
