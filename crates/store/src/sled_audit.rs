@@ -41,8 +41,9 @@ const PACKED_KEY: &[u8] = b"audit_packed";
 const FORMAT: u8 = 1;
 /// zstd's level: its default, fast to write (other levels were not measured).
 const LEVEL: i32 = 3;
-/// Threads reading the packed chain for one query: this machine's two cores both help, and a
-/// query never takes more than this many whatever the host has.
+/// Threads reading the packed chain for one query, whatever the host has: on the 2-core
+/// machine measured, two made a query 30% faster and three were no faster than two
+/// (docs/benchmarks.md).
 const READERS: u64 = 2;
 /// The kinds of names indexed: user, host, request id, serial.
 const TAGS: [u8; 4] = [b'u', b'h', b'r', b's'];
@@ -629,7 +630,7 @@ impl SledStore {
     /// false if `visit` asked to stop. With a `term`, only the frames its postings name are
     /// read. The reading and decompressing run on [`READERS`] threads, each taking
     /// every [`READERS`]th block and handing its matches back in order, at most two blocks
-    /// ahead (a block's matches are at most 1,024 records, about a megabyte): a query over a
+    /// ahead (a block's matches are at most its 1,024 lines, about 400 KB): a query over a
     /// year reads tens of thousands of frames, each a sled read and a decompression, and one
     /// thread doing all of it was the whole of the query's time (docs/benchmarks.md).
     fn scan_packed(
