@@ -194,8 +194,9 @@ pub fn verify_audit_visit(
     let mut broken = None;
     // Three stages on their own threads, in batches: reading the store, decoding and hashing
     // each line, and linking the chain (with `visit`) here. A long log verifies in about the
-    // time of its slowest stage (docs/benchmarks.md). Two batches wait between stages: more
-    // did not verify faster, and each held about a megabyte of lines and records.
+    // time of its slowest stage (docs/benchmarks.md). At most two batches wait between
+    // stages (they were eight): each holds about a megabyte of lines or records, part of the
+    // daemon's peak memory during a verification.
     const BATCH: usize = 1024;
     type Opened = Vec<(u64, Result<AuditRecord, ChainBreak>)>;
     let scanned = std::thread::scope(|s| {
